@@ -1,0 +1,99 @@
+import { createHash } from 'node:crypto'
+import { ValidationError } from '../errors.ts'
+
+/**
+ * Default chunk size: 1 MiB. Small enough that a 64 MiB bundle has 64 chunks for twenty
+ * agents to trade (Kraken's 4 MB pieces would leave 16, too few to keep every uploader busy),
+ * large enough that per-chunk overhead (one request, one SHA-256 finalisation, one manifest
+ * hash of 32 bytes) stays far below 1% and a 32 GiB bundle still fits the manifest limit.
+ */
+export const DEFAULT_CHUNK_SIZE = 1 << 20
+export const MIN_CHUNK_SIZE = 64 << 10
+export const MAX_CHUNK_SIZE = 16 << 20
+/** Upper bound on chunks per bundle; keeps manifests under MAX_MANIFEST_BYTES. */
+export const MAX_CHUNKS = 50_000
+
+/** Throws PSW_ERR_CHUNK_SIZE_CONFIG unless `size` is a power of two in [64 KiB, 16 MiB]. */
+export function validateChunkSize(size: number): number {
+  if (!Number.isInteger(size) || size < MIN_CHUNK_SIZE || size > MAX_CHUNK_SIZE || (size & (size - 1)) !== 0) {
+    throw new ValidationError(
+      'PSW_ERR_CHUNK_SIZE_CONFIG',
+      `chunk size ${size} is not a power of two between 64 KiB and 16 MiB`,
+    )
+  }
+  return size
+}
+
+export function chunkCount(totalSize: number, chunkSize: number): number {
+  return totalSize === 0 ? 0 : Math.ceil(totalSize / chunkSize)
+}
+
+/** Length of chunk `index` of a bundle of `totalSize` bytes. */
+export function chunkLength(index: number, totalSize: number, chunkSize: number): number {
+  const start = index * chunkSize
+  return Math.max(0, Math.min(chunkSize, totalSize - start))
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+/**
+ * Re-slices a byte stream into chunks of exactly `chunkSize` bytes (the last may be shorter).
+ * Memory: one chunk buffer, reused only after the consumer has finished with it (each yielded
+ * buffer is fresh, so consumers may keep it while awaiting I/O).
+ */
+export async function* rechunk(input: AsyncIterable<Uint8Array>, chunkSize: number): AsyncGenerator<Uint8Array> {
+  let buf = Buffer.allocUnsafe(chunkSize)
+  let fill = 0
+  for await (const piece of input) {
+    let offset = 0
+    while (offset < piece.byteLength) {
+      const n = Math.min(chunkSize - fill, piece.byteLength - offset)
+      buf.set(piece.subarray(offset, offset + n), fill)
+      fill += n
+      offset += n
+      if (fill === chunkSize) {
+        yield buf
+        buf = Buffer.allocUnsafe(chunkSize)
+        fill = 0
+      }
+    }
+  }
+  if (fill > 0) yield buf.subarray(0, fill)
+}
+
+export interface ChunkedContent {
+  size: number
+  chunkSize: number
+  /** SHA-256 over the whole content, hex. */
+  sha256: string
+  /** SHA-256 of each chunk in order, hex. */
+  chunks: string[]
+}
+
+/**
+ * Streams `input` once: hashes every chunk and the whole, handing each chunk to `onChunk`
+ * (e.g. to store it) before reading on, so memory stays at one chunk.
+ */
+export async function chunkAndHash(
+  input: AsyncIterable<Uint8Array>,
+  chunkSize: number,
+  onChunk?: (index: number, hash: string, data: Uint8Array) => Promise<void> | void,
+): Promise<ChunkedContent> {
+  validateChunkSize(chunkSize)
+  const whole = createHash('sha256')
+  const chunks: string[] = []
+  let size = 0
+  for await (const chunk of rechunk(input, chunkSize)) {
+    whole.update(chunk)
+    const hash = sha256Hex(chunk)
+    if (onChunk) await onChunk(chunks.length, hash, chunk)
+    chunks.push(hash)
+    size += chunk.byteLength
+    if (chunks.length > MAX_CHUNKS) {
+      throw new ValidationError('PSW_ERR_TOO_LARGE', `content has more than ${MAX_CHUNKS} chunks of ${chunkSize} bytes`)
+    }
+  }
+  return { size, chunkSize, sha256: whole.digest('hex'), chunks }
+}

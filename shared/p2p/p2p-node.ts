@@ -1,0 +1,124 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { tcp } from '@libp2p/tcp'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import type { Logger } from 'pino'
+import { ProtocolError } from '../errors.ts'
+import type { ByteStream } from '../protocol/byte-stream.ts'
+
+/**
+ * The one place that imports libp2p. Both programs build their node here and see only this
+ * narrow interface: handle a protocol, open a stream, who is connected. Every node runs
+ * TCP + Noise + yamux with a connection gater that admits only the PeerIds `isAllowed` says.
+ */
+export interface P2PNodeOptions {
+  privateKey: PrivateKey
+  /** Multiaddrs to listen on, e.g. `/ip4/127.0.0.1/tcp/0`. */
+  listen: string[]
+  /** Membership check used by the connection gater (both directions). */
+  isAllowed: (peerId: string) => boolean
+  maxConnections?: number
+  log: Logger
+}
+
+export interface ProtocolHandlerOptions {
+  /** Concurrent inbound streams of this protocol per connection. */
+  maxInboundStreams: number
+  maxOutboundStreams?: number
+}
+
+export interface P2PNode {
+  readonly peerId: string
+  start(): Promise<void>
+  stop(): Promise<void>
+  multiaddrs(): string[]
+  handle(
+    protocol: string,
+    handler: (stream: ByteStream, remotePeer: string) => Promise<void>,
+    options: ProtocolHandlerOptions,
+  ): Promise<void>
+  /** Opens a stream to a peer (dialling it at `addrs` if not connected). */
+  openStream(peerId: string, addrs: string[], protocol: string, signal?: AbortSignal): Promise<ByteStream>
+  connectedPeers(): string[]
+}
+
+export async function createPrivateKey(): Promise<PrivateKey> {
+  return generateKeyPair('Ed25519')
+}
+
+export function privateKeyToBytes(key: PrivateKey): Uint8Array {
+  return privateKeyToProtobuf(key)
+}
+
+export function privateKeyFromBytes(bytes: Uint8Array): PrivateKey {
+  return privateKeyFromProtobuf(bytes)
+}
+
+export async function createP2PNode(options: P2PNodeOptions): Promise<P2PNode> {
+  const { log, isAllowed } = options
+  const deny = (peer: PeerId) => {
+    const allowed = isAllowed(peer.toString())
+    if (!allowed) log.warn({ peer: peer.toString() }, 'connection gater refused a peer that is not enrolled')
+    return !allowed
+  }
+  const node: Libp2p = await createLibp2p({
+    privateKey: options.privateKey,
+    start: false,
+    addresses: { listen: options.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: {
+      // Loopback and private addresses are where the LAN swarm lives: allow dialling them.
+      denyDialMultiaddr: () => false,
+      denyInboundEncryptedConnection: deny,
+      denyOutboundEncryptedConnection: deny,
+    },
+    connectionManager: {
+      maxConnections: options.maxConnections ?? 300,
+      maxIncomingPendingConnections: 32,
+      inboundUpgradeTimeout: 10_000,
+    },
+  })
+
+  const peerId = node.peerId.toString()
+  return {
+    peerId,
+    start: async () => {
+      await node.start()
+    },
+    stop: async () => {
+      await node.stop()
+    },
+    multiaddrs: () => node.getMultiaddrs().map((ma) => ma.toString()),
+    async handle(protocol, handler, handlerOptions) {
+      await node.handle(
+        protocol,
+        (stream: Stream, connection: Connection) => {
+          const remote = connection.remotePeer.toString()
+          // Defence in depth behind the gater: never run a handler for a non-member.
+          if (!isAllowed(remote)) {
+            stream.abort(new ProtocolError('PSW_ERR_NOT_ENROLLED', 'peer is not enrolled'))
+            return
+          }
+          handler(stream as unknown as ByteStream, remote).catch((err) => {
+            log.warn({ err, protocol, peer: remote }, 'protocol handler failed')
+          })
+        },
+        { maxInboundStreams: handlerOptions.maxInboundStreams, maxOutboundStreams: handlerOptions.maxOutboundStreams },
+      )
+    },
+    async openStream(target, addrs, protocol, signal) {
+      const pid = peerIdFromString(target)
+      const known: Multiaddr[] = addrs.map((a) => multiaddr(a))
+      if (known.length > 0) await node.peerStore.merge(pid, { multiaddrs: known })
+      const stream = await node.dialProtocol(pid, protocol, { signal })
+      return stream as unknown as ByteStream
+    },
+    connectedPeers: () => node.getConnections().map((c) => c.remotePeer.toString()),
+  }
+}

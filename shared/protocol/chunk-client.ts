@@ -1,0 +1,178 @@
+import { createHash } from 'node:crypto'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { IntegrityError, ProtocolError } from '../errors.ts'
+import type { ByteStream } from './byte-stream.ts'
+import {
+  ChunkErrorReason,
+  DATA_HEADER_BYTES,
+  ERROR_BYTES,
+  MSG_DATA,
+  MSG_ERROR,
+  encodeCancel,
+  encodeRequest,
+} from './chunk-codec.ts'
+
+interface Pending {
+  hash: string
+  length: number
+  resolve: (data: Uint8Array) => void
+  reject: (err: Error) => void
+  body?: Buffer
+  filled: number
+}
+
+/**
+ * Client side of one chunk-protocol stream. `fetch()` resolves only with bytes whose SHA-256
+ * matches the requested (signed) hash; a response longer than the expected length is a
+ * protocol violation and ends the stream at once (endless-data defence).
+ */
+export class ChunkClient {
+  readonly #stream: ByteStream
+  readonly #pending = new Map<number, Pending>()
+  /** Ids cancelled by us whose data may still arrive: id → expected length. */
+  readonly #cancelled = new Map<number, number>()
+  readonly #buf = new Uint8ArrayList()
+  #nextId = 1
+  #closed: Error | undefined
+  #current: { id: number; remaining: number; pending?: Pending } | undefined
+  readonly done: Promise<void>
+
+  constructor(stream: ByteStream) {
+    this.#stream = stream
+    this.done = this.#readLoop()
+  }
+
+  get inflight(): number {
+    return this.#pending.size
+  }
+
+  /** Requests one chunk; resolves with verified bytes. */
+  fetch(hashHex: string, length: number, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(this.#closed)
+    const id = this.#nextId
+    this.#nextId = (this.#nextId % 0xffff_fffe) + 1
+    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
+    const entry: Pending = { hash: hashHex, length, resolve, reject, filled: 0 }
+    this.#pending.set(id, entry)
+    const signal = options.signal
+    if (signal) {
+      const onAbort = () => this.#cancel(id, signal.reason instanceof Error ? signal.reason : new Error('aborted'))
+      if (signal.aborted) onAbort()
+      else {
+        signal.addEventListener('abort', onAbort, { once: true })
+        promise.then(
+          () => signal.removeEventListener('abort', onAbort),
+          () => signal.removeEventListener('abort', onAbort),
+        )
+      }
+    }
+    if (!this.#closed && this.#pending.has(id))
+      this.#stream.send(encodeRequest({ id, hash: Buffer.from(hashHex, 'hex'), length }))
+    return promise
+  }
+
+  async close(): Promise<void> {
+    if (this.#stream.status === 'open') await this.#stream.close().catch(() => {})
+    await this.done
+  }
+
+  abort(err: Error): void {
+    this.#fail(err)
+    this.#stream.abort(err)
+  }
+
+  #cancel(id: number, err: Error): void {
+    const p = this.#pending.get(id)
+    if (!p) return
+    this.#pending.delete(id)
+    if (this.#current?.id === id) this.#current.pending = undefined
+    else this.#cancelled.set(id, p.length)
+    if (this.#stream.status === 'open') this.#stream.send(encodeCancel(id))
+    p.reject(err)
+  }
+
+  #fail(err: Error): void {
+    this.#closed ??= err
+    for (const p of this.#pending.values()) p.reject(this.#closed)
+    this.#pending.clear()
+  }
+
+  async #readLoop(): Promise<void> {
+    try {
+      for await (const data of this.#stream) {
+        this.#buf.append(data)
+        this.#drainBuffer()
+      }
+      this.#fail(new ProtocolError('PSW_ERR_PROTOCOL', 'peer closed the chunk stream'))
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err))
+      this.#fail(e)
+      if (this.#stream.status === 'open') this.#stream.abort(e)
+    }
+  }
+
+  #drainBuffer(): void {
+    while (this.#buf.byteLength > 0) {
+      const cur = this.#current
+      if (cur) {
+        const n = Math.min(cur.remaining, this.#buf.byteLength)
+        if (cur.pending?.body) {
+          const slice = this.#buf.sublist(0, n)
+          for (const piece of slice) {
+            cur.pending.body.set(piece, cur.pending.filled)
+            cur.pending.filled += piece.byteLength
+          }
+        }
+        this.#buf.consume(n)
+        cur.remaining -= n
+        if (cur.remaining === 0) {
+          this.#current = undefined
+          if (cur.pending) this.#complete(cur.id, cur.pending)
+        }
+        continue
+      }
+      const type = this.#buf.get(0)
+      if (type === MSG_DATA) {
+        if (this.#buf.byteLength < DATA_HEADER_BYTES) return
+        const id = this.#buf.getUint32(1)
+        const length = this.#buf.getUint32(5)
+        this.#buf.consume(DATA_HEADER_BYTES)
+        const pending = this.#pending.get(id)
+        const expected = pending?.length ?? this.#cancelled.get(id)
+        if (expected === undefined) throw new ProtocolError('PSW_ERR_PROTOCOL', `data for unknown request ${id}`)
+        if (length !== expected) {
+          throw new IntegrityError('PSW_ERR_CHUNK_SIZE', `peer sent ${length} bytes for a ${expected}-byte chunk`)
+        }
+        this.#cancelled.delete(id)
+        if (pending) pending.body = Buffer.allocUnsafe(length)
+        this.#current = { id, remaining: length, pending }
+      } else if (type === MSG_ERROR) {
+        if (this.#buf.byteLength < ERROR_BYTES) return
+        const id = this.#buf.getUint32(1)
+        const reason = this.#buf.get(5)
+        this.#buf.consume(ERROR_BYTES)
+        this.#cancelled.delete(id)
+        const p = this.#pending.get(id)
+        if (!p) continue
+        this.#pending.delete(id)
+        p.reject(
+          reason === ChunkErrorReason.NOT_FOUND
+            ? new ProtocolError('PSW_ERR_CHUNK_UNAVAILABLE', `peer does not have chunk ${p.hash.slice(0, 12)}`)
+            : new ProtocolError('PSW_ERR_PROTOCOL', `peer refused chunk request (reason ${reason})`),
+        )
+      } else {
+        throw new ProtocolError('PSW_ERR_PROTOCOL', `unknown chunk message type 0x${(type ?? 0).toString(16)}`)
+      }
+    }
+  }
+
+  #complete(id: number, p: Pending): void {
+    this.#pending.delete(id)
+    const body = p.body!
+    if (createHash('sha256').update(body).digest('hex') !== p.hash) {
+      p.reject(new IntegrityError('PSW_ERR_CHUNK_HASH', `chunk ${p.hash.slice(0, 12)} failed its hash check`))
+    } else {
+      p.resolve(body)
+    }
+  }
+}

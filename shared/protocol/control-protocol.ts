@@ -1,0 +1,145 @@
+import { type Static, Type } from '@sinclair/typebox'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { type ErrorCode, ERROR_CODES, ProtocolError, isPswError } from '../errors.ts'
+import { Sha256Hex } from '../metadata/common-schema.ts'
+import { compileChecker, parseJsonLimited } from '../metadata/schema-check.ts'
+import { type ByteStream, sendWithBackpressure } from './byte-stream.ts'
+
+/**
+ * Control protocol, version 1: one request and one response per stream, each a 4-byte
+ * big-endian length followed by that many bytes of UTF-8 JSON. Agents use it to fetch their
+ * signed assignment and manifests and to report status. The connection gater has already
+ * admitted only enrolled PeerIds; the handler learns which one from the connection.
+ */
+export const CONTROL_PROTOCOL = '/patchswarm/control/1.0.0'
+export const MAX_CONTROL_REQUEST_BYTES = 256 << 10
+export const MAX_CONTROL_RESPONSE_BYTES = 8 << 20
+
+export const TransferStats = Type.Object(
+  {
+    bytesFromAppliance: Type.Integer({ minimum: 0 }),
+    bytesFromPeers: Type.Integer({ minimum: 0 }),
+    bytesServed: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+)
+
+export const BundleReport = Type.Object(
+  {
+    bundleId: Sha256Hex,
+    state: Type.Union(
+      ['pending', 'downloading', 'downloaded', 'installing', 'installed', 'failed', 'rolled-back'].map((s) =>
+        Type.Literal(s),
+      ),
+    ),
+    chunksHave: Type.Integer({ minimum: 0 }),
+    chunksTotal: Type.Integer({ minimum: 0 }),
+    transfer: TransferStats,
+    /** Seconds the download took, once complete. */
+    downloadSeconds: Type.Optional(Type.Number({ minimum: 0 })),
+    error: Type.Optional(
+      Type.Object(
+        { code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 2000 }) },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+export const AgentReport = Type.Object(
+  {
+    agentVersion: Type.String({ maxLength: 40 }),
+    hostname: Type.String({ maxLength: 255 }),
+    assignmentVersion: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** The last assignment or manifest this agent refused, so the operator sees stale metadata. */
+    refused: Type.Optional(
+      Type.Object(
+        { code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 2000 }) },
+        { additionalProperties: false },
+      ),
+    ),
+    bundles: Type.Array(BundleReport, { maxItems: 256 }),
+  },
+  { additionalProperties: false },
+)
+
+export const ControlRequestSchema = Type.Union([
+  Type.Object({ op: Type.Literal('get-assignment') }, { additionalProperties: false }),
+  Type.Object({ op: Type.Literal('get-manifest'), bundleId: Sha256Hex }, { additionalProperties: false }),
+  Type.Object({ op: Type.Literal('report'), report: AgentReport }, { additionalProperties: false }),
+])
+
+export type ControlRequest = Static<typeof ControlRequestSchema>
+export type AgentReportT = Static<typeof AgentReport>
+export type BundleReportT = Static<typeof BundleReport>
+
+export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } }
+
+const requestChecker = compileChecker(ControlRequestSchema)
+
+function frame(value: unknown): Uint8Array {
+  const body = Buffer.from(JSON.stringify(value), 'utf8')
+  const out = Buffer.allocUnsafe(4 + body.byteLength)
+  out.writeUInt32BE(body.byteLength, 0)
+  body.copy(out, 4)
+  return out
+}
+
+/** Reads exactly one length-prefixed frame, refusing one longer than `maxBytes` from its header. */
+export async function readFrame(stream: ByteStream, maxBytes: number, signal?: AbortSignal): Promise<Uint8Array> {
+  const buf = new Uint8ArrayList()
+  let expected: number | undefined
+  for await (const data of stream) {
+    signal?.throwIfAborted()
+    buf.append(data)
+    if (expected === undefined && buf.byteLength >= 4) {
+      expected = buf.getUint32(0)
+      if (expected > maxBytes) {
+        throw new ProtocolError('PSW_ERR_MESSAGE_TOO_LARGE', `control message of ${expected} bytes, limit ${maxBytes}`)
+      }
+    }
+    if (expected !== undefined && buf.byteLength >= 4 + expected) {
+      if (buf.byteLength > 4 + expected) throw new ProtocolError('PSW_ERR_PROTOCOL', 'trailing bytes after message')
+      return buf.subarray(4, 4 + expected)
+    }
+  }
+  throw new ProtocolError('PSW_ERR_PROTOCOL', 'stream ended before a complete message')
+}
+
+/** Client: sends one request, returns the result or throws the remote error with its code. */
+export async function controlCall(stream: ByteStream, request: ControlRequest, signal?: AbortSignal): Promise<unknown> {
+  try {
+    await sendWithBackpressure(stream, frame(request))
+    const raw = await readFrame(stream, MAX_CONTROL_RESPONSE_BYTES, signal)
+    const response = parseJsonLimited(raw, MAX_CONTROL_RESPONSE_BYTES, 'control response') as ControlResponse
+    if (response && response.ok === true) return response.result
+    const code = response?.ok === false && response.error.code in ERROR_CODES ? response.error.code : 'PSW_ERR_PROTOCOL'
+    throw new ProtocolError(code as ErrorCode, response?.ok === false ? response.error.message : 'malformed response')
+  } finally {
+    await stream.close().catch(() => {})
+  }
+}
+
+/** Server: reads one request, validates it, answers with the handler's result or error code. */
+export async function serveControl(
+  stream: ByteStream,
+  handler: (request: ControlRequest) => Promise<unknown>,
+): Promise<void> {
+  let response: ControlResponse
+  try {
+    const raw = await readFrame(stream, MAX_CONTROL_REQUEST_BYTES)
+    const request = requestChecker.check(parseJsonLimited(raw, MAX_CONTROL_REQUEST_BYTES, 'control request'), 'request')
+    response = { ok: true, result: await handler(request) }
+  } catch (err) {
+    response = isPswError(err)
+      ? { ok: false, error: { code: err.code, message: err.message } }
+      : { ok: false, error: { code: 'PSW_ERR_INTERNAL', message: 'internal error' } }
+  }
+  try {
+    await sendWithBackpressure(stream, frame(response))
+    await stream.close()
+  } catch (err) {
+    stream.abort(err instanceof Error ? err : new Error(String(err)))
+  }
+}
