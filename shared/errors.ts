@@ -46,6 +46,10 @@ export const ERROR_CODES = {
     status: 400,
     summary: 'A certificate used as an issuer is not a CA (basicConstraints CA:true missing).',
   },
+  PSW_ERR_CERT_USAGE: {
+    status: 400,
+    summary: 'A certificate is used for something its basicConstraints or keyUsage do not allow (e.g. a CA as signer).',
+  },
   PSW_ERR_CERT_PEER_MISMATCH: { status: 400, summary: "A certificate is not bound to the peer's libp2p PeerId." },
   PSW_ERR_CSR_INVALID: {
     status: 400,
@@ -161,6 +165,8 @@ export class StoreError extends PswError {}
 export class ProtocolError extends PswError {}
 /** Enrollment and membership. */
 export class EnrollmentError extends PswError {}
+/** Missing or wrong credentials on the API. */
+export class AuthError extends PswError {}
 /** Installing or rolling back. */
 export class InstallError extends PswError {}
 /** Lookups and state conflicts. */
