@@ -4,5 +4,10 @@ import { register } from 'tsx/esm/api'
 
 register()
 await import('../shared/polyfill.ts')
-const { main } = await import('../shared/cli/main.ts')
-process.exitCode = await main(process.argv.slice(2))
+const { createProgram, runProgram } = await import('../shared/cli/program.ts')
+const { registerApplianceCommands } = await import('../appliance/cli/commands.ts')
+const { registerAgentCommands } = await import('../agent/cli/commands.ts')
+const program = createProgram('0.1.0')
+registerApplianceCommands(program)
+registerAgentCommands(program)
+process.exitCode = await runProgram(program, process.argv.slice(2))

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 // Runs a TypeScript entry file (benchmarks, helpers) with the polyfill loaded first.
 import { register } from 'tsx/esm/api'
-import { pathToFileURL } from 'node:url'
-import { resolve } from 'node:path'
 
 register()
 await import('../shared/polyfill.ts')

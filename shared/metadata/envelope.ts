@@ -1,7 +1,7 @@
 import { type KeyObject, sign, verify } from 'node:crypto'
 import { type Static, Type } from '@sinclair/typebox'
 import canonicalizeModule from 'canonicalize'
-import { TrustError, isPswError } from '../errors.ts'
+import { isPswError, TrustError } from '../errors.ts'
 import { verifyChain } from '../pki/index.ts'
 import { Sha256Hex } from './common-schema.ts'
 import { compileChecker } from './schema-check.ts'

@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox'
-import { MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE, chunkCount } from '../content/chunking.ts'
+import { chunkCount, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE } from '../content/chunking.ts'
 import { ValidationError } from '../errors.ts'
 import { MetadataVersion, Sha256Hex, ShortText, Timestamp } from './common-schema.ts'
 import { compileChecker } from './schema-check.ts'

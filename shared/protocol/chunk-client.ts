@@ -6,10 +6,10 @@ import {
   ChunkErrorReason,
   DATA_HEADER_BYTES,
   ERROR_BYTES,
-  MSG_DATA,
-  MSG_ERROR,
   encodeCancel,
   encodeRequest,
+  MSG_DATA,
+  MSG_ERROR,
 } from './chunk-codec.ts'
 
 interface Pending {
@@ -40,6 +40,11 @@ export class ChunkClient {
   constructor(stream: ByteStream) {
     this.#stream = stream
     this.done = this.#readLoop()
+  }
+
+  /** Whether the stream has ended; a closed client fails every fetch. */
+  get closed(): boolean {
+    return this.#closed !== undefined
   }
 
   get inflight(): number {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
 import { sha256Hex } from '../content/chunking.ts'
 import { silentLogger } from '../log.ts'
-import { type P2PNode, createP2PNode, createPrivateKey } from '../p2p/p2p-node.ts'
+import { createP2PNode, createPrivateKey, type P2PNode } from '../p2p/p2p-node.ts'
 import { type ByteStream, sendWithBackpressure } from './byte-stream.ts'
 import { ChunkClient } from './chunk-client.ts'
 import { CHUNK_PROTOCOL, encodeDataHeader, encodeRequest } from './chunk-codec.ts'
@@ -49,7 +49,7 @@ describe('chunk protocol over libp2p (tcp + noise + yamux on 127.0.0.1)', () => 
     const stream = await client.openStream(server.peerId, server.multiaddrs(), CHUNK_PROTOCOL)
     const cc = new ChunkClient(stream)
     const got = await Promise.all(list.map((c) => cc.fetch(sha256Hex(c), c.length)))
-    got.forEach((g, i) => expect(Buffer.from(g).equals(list[i]!)).toBe(true))
+    for (const [i, g] of got.entries()) expect(Buffer.from(g).equals(list[i]!)).toBe(true)
     await expect(cc.fetch('00'.repeat(32), 100)).rejects.toMatchObject({ code: 'PSW_ERR_CHUNK_UNAVAILABLE' })
     await cc.close()
   })

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino'
-import { silentLogger } from '../log.ts'
 import { isPswError } from '../errors.ts'
+import { silentLogger } from '../log.ts'
 import { type ByteStream, sendWithBackpressure } from './byte-stream.ts'
 import {
-  type ChunkRequest,
   ChunkErrorReason,
+  type ChunkRequest,
   ClientMessageDecoder,
   encodeDataHeader,
   encodeError,

@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { type ErrorCode, ERROR_CODES, ProtocolError, isPswError } from '../errors.ts'
+import { ERROR_CODES, type ErrorCode, isPswError, ProtocolError } from '../errors.ts'
 import { Sha256Hex } from '../metadata/common-schema.ts'
 import { compileChecker, parseJsonLimited } from '../metadata/schema-check.ts'
 import { type ByteStream, sendWithBackpressure } from './byte-stream.ts'

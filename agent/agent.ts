@@ -1,0 +1,221 @@
+import { mkdir, readFile, rm } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { isAbsolute, join, normalize, relative, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from 'pino'
+import type { Clock } from '../shared/clock.ts'
+import { InstallError, isPswError, PswError } from '../shared/errors.ts'
+import type { Assignment } from '../shared/metadata/assignment-schema.ts'
+import type { Manifest } from '../shared/metadata/manifest-schema.ts'
+import { privateKeyFromBytes } from '../shared/p2p/p2p-node.ts'
+import type { AgentReportT } from '../shared/protocol/control-protocol.ts'
+import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
+import { type BundleState, BundleStates } from './bundle-state.ts'
+import { type AgentConfig, agentLayout, readAgentConfig } from './data-dir.ts'
+import { downloadBundle } from './downloader.ts'
+import { createFilesInstaller } from './installer/files-installer.ts'
+import { MetadataGuard } from './metadata-guard.ts'
+import { type AgentNetwork, startAgentNetwork } from './network.ts'
+import { readVerified } from './verified-reader.ts'
+
+export const AGENT_SCHEMA_VERSION = 1
+export const AGENT_VERSION = '0.1.0'
+
+export interface AgentOptions {
+  dataDir: string
+  clock: Clock
+  log: Logger
+  /** Override of the configured poll interval (seconds). */
+  pollSeconds?: number
+  /** Run one sync cycle and return (tests, `agent sync`). */
+  once?: boolean
+}
+
+export interface Agent {
+  readonly config: AgentConfig
+  start(): Promise<void>
+  /** One cycle: fetch and verify the assignment, download, install, report. */
+  syncOnce(): Promise<void>
+  stop(): Promise<void>
+}
+
+const errorInfo = (err: unknown) =>
+  isPswError(err)
+    ? { code: err.code, message: err.message.slice(0, 2000) }
+    : { code: 'PSW_ERR_INTERNAL', message: String(err).slice(0, 2000) }
+
+/**
+ * The endpoint program: pulls its signed assignment from the appliance, verifies every
+ * document and every chunk, downloads with bounded memory, installs with the files
+ * installer (rolled back on failure) and reports what happened.
+ */
+export async function createAgent(options: AgentOptions): Promise<Agent> {
+  const { clock, log } = options
+  const layout = agentLayout(options.dataDir)
+  const config = await readAgentConfig(options.dataDir)
+  const rootPem = await readFile(layout.rootCert, 'utf8')
+  const privateKey = privateKeyFromBytes(await readFile(layout.libp2pKey))
+  const db: StateDb = await openStateDb({ path: layout.db, schemaVersion: AGENT_SCHEMA_VERSION, log })
+  const now = () => clock.now()
+  const guard = new MetadataGuard({ db, rootPem, peerId: config.peerId, now })
+  const states = new BundleStates(db, now)
+  const installer = createFilesInstaller({
+    stateDir: layout.installer,
+    log: log.child({ component: 'agent:installer' }),
+  })
+  let network: AgentNetwork | undefined
+  let refused: { code: string; message: string } | undefined
+  let assignmentVersion: number | undefined
+  const stopping = new AbortController()
+  let loop: Promise<void> | undefined
+
+  const report = async () => {
+    if (!network) return
+    const bundles = (await states.list()).map(({ manifestVersion: _m, updatedAt: _u, ...b }) => b)
+    const body: AgentReportT = {
+      agentVersion: AGENT_VERSION,
+      hostname: config.hostname || hostname(),
+      ...(assignmentVersion === undefined ? {} : { assignmentVersion }),
+      ...(refused ? { refused } : {}),
+      bundles,
+    }
+    await network.control({ op: 'report', report: body }, AbortSignal.timeout(10_000)).catch((err) => {
+      log.warn({ err }, 'status report failed; will retry next cycle')
+    })
+  }
+
+  const targetFor = (manifest: Manifest): string => {
+    const target = resolve(config.installRoot, `.${normalize(`/${manifest.install.targetRoot}`)}`)
+    const rel = relative(resolve(config.installRoot), target)
+    if (rel.startsWith('..') || isAbsolute(rel)) {
+      throw new InstallError('PSW_ERR_INSTALL_FAILED', `target ${manifest.install.targetRoot} escapes the install root`)
+    }
+    return target
+  }
+
+  const handleBundle = async (entry: Assignment['bundles'][number]) => {
+    const previous = await states.get(entry.bundleId)
+    if (previous?.state === 'installed' && previous.manifestVersion === entry.manifestVersion) return
+    const base = {
+      bundleId: entry.bundleId,
+      manifestVersion: entry.manifestVersion,
+      transfer: previous?.transfer ?? { bytesFromAppliance: 0, bytesFromPeers: 0, bytesServed: 0 },
+    }
+    let manifest: Manifest
+    try {
+      const envelope = await network!.control({ op: 'get-manifest', bundleId: entry.bundleId })
+      manifest = await guard.acceptManifest(envelope, { bundleId: entry.bundleId, version: entry.manifestVersion })
+    } catch (err) {
+      refused = errorInfo(err)
+      log.warn({ bundleId: entry.bundleId, ...refused }, 'manifest refused')
+      await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: 0, error: refused })
+      return
+    }
+    const total = manifest.content.chunks.length
+    const partPath = join(layout.downloads, `${manifest.bundleId}.part`)
+    const fetcher = network!.applianceFetcher()
+    let state: BundleState
+    try {
+      await states.put({ ...base, state: 'downloading', chunksHave: 0, chunksTotal: total })
+      let lastReport = 0
+      const result = await downloadBundle({
+        manifest,
+        partPath,
+        fetcher,
+        window: config.requestWindow,
+        signal: stopping.signal,
+        log: log.child({ component: 'agent:download', bundleId: manifest.bundleId.slice(0, 12) }),
+        onProgress: ({ have }) => {
+          if (clock.now() - lastReport > 2000) {
+            lastReport = clock.now()
+            log.info({ bundleId: manifest.bundleId.slice(0, 12), have, total }, 'downloading')
+          }
+        },
+      })
+      base.transfer = { ...base.transfer, bytesFromAppliance: base.transfer.bytesFromAppliance + result.fetchedBytes }
+      state = await states.put({
+        ...base,
+        state: 'downloaded',
+        chunksHave: total,
+        chunksTotal: total,
+        downloadSeconds: result.seconds,
+      })
+      log.info({ bundleId: manifest.bundleId.slice(0, 12), ...result }, 'download complete and verified')
+      await report()
+      await states.put({ ...state, state: 'installing' })
+      const targetRoot = targetFor(manifest)
+      await mkdir(targetRoot, { recursive: true })
+      await installer.install({
+        bundleId: manifest.bundleId,
+        targetRoot,
+        openVerified: () => readVerified(partPath, manifest),
+      })
+      await states.put({ ...state, state: 'installed' })
+      log.info({ bundleId: manifest.bundleId.slice(0, 12), name: manifest.patch.name }, 'bundle installed')
+    } catch (err) {
+      if (stopping.signal.aborted) return
+      const error = errorInfo(err)
+      log.error({ bundleId: manifest.bundleId.slice(0, 12), ...error }, 'bundle failed')
+      await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: total, error })
+      // A bundle that failed its hash checks is discarded, never reused.
+      if (isPswError(err) && (err.code === 'PSW_ERR_BUNDLE_HASH' || err.code === 'PSW_ERR_CHUNK_HASH')) {
+        await rm(partPath, { force: true })
+      }
+    } finally {
+      await fetcher.close()
+    }
+  }
+
+  const syncOnce = async () => {
+    if (!network) throw new PswError('PSW_ERR_INTERNAL', 'agent not started')
+    let assignment: Assignment | undefined
+    try {
+      const envelope = await network.control({ op: 'get-assignment' }, AbortSignal.timeout(30_000))
+      if (envelope !== null) {
+        assignment = await guard.acceptAssignment(envelope)
+        assignmentVersion = assignment.version
+        refused = undefined
+      }
+    } catch (err) {
+      if (isPswError(err) && (err.code === 'PSW_ERR_APPLIANCE_UNREACHABLE' || err.code === 'PSW_ERR_PROTOCOL'))
+        throw err
+      refused = errorInfo(err)
+      log.warn(refused, 'assignment refused')
+    }
+    for (const entry of assignment?.bundles ?? []) {
+      if (stopping.signal.aborted) break
+      await handleBundle(entry)
+    }
+    await report()
+  }
+
+  return {
+    config,
+    syncOnce,
+    async start() {
+      await installer.recover()
+      network = await startAgentNetwork({
+        privateKey,
+        listen: config.listen,
+        appliance: { peerId: config.appliancePeerId, addrs: config.applianceAddrs },
+        log: log.child({ component: 'agent:p2p' }),
+      })
+      log.info({ peerId: network.node.peerId, appliance: config.appliancePeerId }, 'agent started')
+      if (options.once) return
+      const pollMs = (options.pollSeconds ?? config.pollSeconds) * 1000
+      loop = (async () => {
+        while (!stopping.signal.aborted) {
+          await syncOnce().catch((err) => log.warn({ err: isPswError(err) ? err.toJSON() : err }, 'sync failed'))
+          await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {})
+        }
+      })()
+    },
+    async stop() {
+      stopping.abort()
+      await loop
+      await network?.stop()
+      network = undefined
+      await db.close()
+    },
+  }
+}

@@ -1,0 +1,84 @@
+import type { Command } from 'commander'
+import { collect, untilSignal } from '../../shared/cli/program.ts'
+import { systemClock } from '../../shared/clock.ts'
+import { createLogger } from '../../shared/log.ts'
+import { createAgent } from '../agent.ts'
+import { enrollAgent } from '../enroll.ts'
+
+const out = (line = ''): void => {
+  process.stdout.write(`${line}\n`)
+}
+
+/** `patchswarm agent …` */
+export function registerAgentCommands(program: Command): void {
+  const agent = program.command('agent').description('the endpoint agent: enrollment, download, install, report')
+
+  agent
+    .command('enroll')
+    .description('enroll this endpoint with an appliance using a one-time token')
+    .requiredOption('--appliance <url>', 'appliance URL, e.g. http://127.0.0.1:8080')
+    .requiredOption('--token <token>', 'one-time token from `patchswarm appliance token`')
+    .requiredOption('--data <dir>', 'agent data directory')
+    .option('--hostname <name>', 'name shown on the appliance (default: this host name)')
+    .option('--install-root <dir>', "directory that stands for '/' when installing (default /)")
+    .option('--root-fingerprint <sha256>', "refuse unless the appliance's root has this SHA-256")
+    .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default /ip4/0.0.0.0/tcp/0)', collect)
+    .option('--json', 'print JSON')
+    .action(
+      async (o: {
+        appliance: string
+        token: string
+        data: string
+        hostname?: string
+        installRoot?: string
+        rootFingerprint?: string
+        listen?: string[]
+        json?: boolean
+      }) => {
+        const { resolve } = await import('node:path')
+        const config = await enrollAgent({
+          applianceUrl: o.appliance,
+          token: o.token,
+          dataDir: o.data,
+          hostname: o.hostname,
+          installRoot: o.installRoot ? resolve(o.installRoot) : undefined,
+          rootFingerprint: o.rootFingerprint,
+          listen: o.listen,
+        })
+        if (o.json) return out(JSON.stringify({ peerId: config.peerId, appliancePeerId: config.appliancePeerId }))
+        out(`enrolled as ${config.peerId}`)
+        out(`  appliance  ${config.appliancePeerId}`)
+        out(`next: patchswarm agent start --data ${o.data}`)
+      },
+    )
+
+  agent
+    .command('start')
+    .description('run the agent: fetch signed assignments, download, verify, install, report')
+    .requiredOption('--data <dir>', 'agent data directory')
+    .option('--poll-seconds <n>', 'seconds between assignment checks (default from config: 30)', Number)
+    .option('--once', 'run one cycle and exit')
+    .action(async (o: { data: string; pollSeconds?: number; once?: boolean }) => {
+      const log = createLogger('agent')
+      const a = await createAgent({
+        dataDir: o.data,
+        clock: systemClock,
+        log,
+        pollSeconds: o.pollSeconds,
+        once: o.once,
+      })
+      await a.start()
+      if (o.once) {
+        try {
+          await a.syncOnce()
+        } finally {
+          await a.stop()
+        }
+        return
+      }
+      out(`patchswarm agent ${a.config.peerId} running; Ctrl-C stops it`)
+      const sig = await untilSignal()
+      log.info({ signal: sig }, 'stopping')
+      await a.stop()
+    })
+}

@@ -1,0 +1,146 @@
+import { createHash } from 'node:crypto'
+import { mkdir, open, stat } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from 'pino'
+import { chunkLength } from '../shared/content/chunking.ts'
+import { isPswError, mapFsError, ProtocolError } from '../shared/errors.ts'
+import type { Manifest } from '../shared/metadata/manifest-schema.ts'
+
+/** Anything that can deliver a verified chunk: the appliance, a peer (swarm issue). */
+export interface ChunkFetcher {
+  fetch(hashHex: string, length: number, signal: AbortSignal): Promise<Uint8Array>
+}
+
+export interface DownloadOptions {
+  manifest: Manifest
+  partPath: string
+  fetcher: ChunkFetcher
+  /** Requests in flight; memory ≈ window × chunk size. */
+  window: number
+  signal?: AbortSignal
+  log: Logger
+  maxAttempts?: number
+  onProgress?: (progress: { have: number; total: number; fetchedBytes: number }) => void
+}
+
+export interface DownloadResult {
+  fetchedChunks: number
+  fetchedBytes: number
+  reusedChunks: number
+  seconds: number
+}
+
+/** Per-request timeout, scaled by size (Kraken: 4 s + 4 s per MB). */
+export function requestTimeoutMs(length: number): number {
+  return 4000 + Math.ceil((4000 * length) / 1_000_000)
+}
+
+/**
+ * Which chunks of a partial download are already good. Every chunk on disk is re-hashed,
+ * so a crash at any moment (kill -9 mid-write) costs at most the chunks in flight.
+ */
+export async function scanPartial(partPath: string, manifest: Manifest): Promise<boolean[]> {
+  const { size, chunkSize, chunks } = manifest.content
+  const have = new Array<boolean>(chunks.length).fill(false)
+  let fileSize: number
+  try {
+    fileSize = (await stat(partPath)).size
+  } catch {
+    return have
+  }
+  const fh = await open(partPath, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(chunkSize)
+    for (let i = 0; i < chunks.length; i++) {
+      const len = chunkLength(i, size, chunkSize)
+      if (i * chunkSize + len > fileSize) break
+      const { bytesRead } = await fh.read(buf, 0, len, i * chunkSize)
+      have[i] = bytesRead === len && createHash('sha256').update(buf.subarray(0, len)).digest('hex') === chunks[i]
+    }
+  } finally {
+    await fh.close()
+  }
+  return have
+}
+
+/**
+ * Fetches the chunks a partial download lacks, `window` at a time, writing each verified
+ * chunk at its offset. Failed chunks are retried with backoff; the file is fsynced at the end.
+ */
+export async function downloadBundle(options: DownloadOptions): Promise<DownloadResult> {
+  const { manifest, partPath, log } = options
+  const { size, chunkSize, chunks } = manifest.content
+  const started = performance.now()
+  const maxAttempts = options.maxAttempts ?? 5
+  await mkdir(dirname(partPath), { recursive: true })
+  const have = await scanPartial(partPath, manifest)
+  const reusedChunks = have.filter(Boolean).length
+  const missing = have.flatMap((h, i) => (h ? [] : [i]))
+  if (reusedChunks > 0) log.info({ reusedChunks, missing: missing.length }, 'resuming download from verified chunks')
+  let haveCount = reusedChunks
+  let fetchedBytes = 0
+  const fh = await open(partPath, reusedChunks > 0 ? 'r+' : 'w+').catch((err) => {
+    throw mapFsError(err, 'opening the download file')
+  })
+  try {
+    if ((await fh.stat()).size > size) await fh.truncate(size)
+    let next = 0
+    // The first chunk that fails for good stops the other workers too.
+    const stopAll = new AbortController()
+    const outer = options.signal ? AbortSignal.any([options.signal, stopAll.signal]) : stopAll.signal
+    const fetchOne = async (index: number): Promise<Uint8Array> => {
+      const len = chunkLength(index, size, chunkSize)
+      for (let attempt = 1; ; attempt++) {
+        outer.throwIfAborted()
+        const timeout = AbortSignal.timeout(requestTimeoutMs(len * options.window))
+        const signal = AbortSignal.any([outer, timeout])
+        try {
+          return await options.fetcher.fetch(chunks[index]!, len, signal)
+        } catch (err) {
+          outer.throwIfAborted()
+          const code = isPswError(err) ? err.code : timeout.aborted ? 'PSW_ERR_PEER_TIMEOUT' : undefined
+          log.warn({ chunk: index, attempt, code, err: isPswError(err) ? undefined : err }, 'chunk fetch failed')
+          if (attempt >= maxAttempts) {
+            if (isPswError(err)) throw err
+            throw new ProtocolError('PSW_ERR_PEER_TIMEOUT', `chunk ${index} failed ${attempt} times`, { cause: err })
+          }
+          await sleep(Math.min(5000, 100 * 2 ** attempt), undefined, { signal: outer })
+        }
+      }
+    }
+    const worker = async () => {
+      while (next < missing.length && !outer.aborted) {
+        const index = missing[next++]!
+        const data = await fetchOne(index)
+        try {
+          await fh.write(data, 0, data.byteLength, index * chunkSize)
+        } catch (err) {
+          throw mapFsError(err, 'writing a chunk')
+        }
+        haveCount++
+        fetchedBytes += data.byteLength
+        options.onProgress?.({ have: haveCount, total: chunks.length, fetchedBytes })
+      }
+    }
+    let firstError: unknown
+    const workers = Array.from({ length: Math.min(options.window, Math.max(1, missing.length)) }, () =>
+      worker().catch((err) => {
+        firstError ??= err
+        stopAll.abort(err)
+      }),
+    )
+    await Promise.all(workers)
+    if (firstError !== undefined) throw firstError
+    options.signal?.throwIfAborted()
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  return {
+    fetchedChunks: missing.length,
+    fetchedBytes,
+    reusedChunks,
+    seconds: (performance.now() - started) / 1000,
+  }
+}

@@ -1,0 +1,73 @@
+import type { PrivateKey } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import { createP2PNode, type P2PNode } from '../shared/p2p/p2p-node.ts'
+import { ChunkClient } from '../shared/protocol/chunk-client.ts'
+import { CHUNK_PROTOCOL } from '../shared/protocol/chunk-codec.ts'
+import { CONTROL_PROTOCOL, type ControlRequest, controlCall } from '../shared/protocol/control-protocol.ts'
+import type { ChunkFetcher } from './downloader.ts'
+
+export interface AgentNetworkDeps {
+  privateKey: PrivateKey
+  listen: string[]
+  appliance: { peerId: string; addrs: string[] }
+  log: Logger
+}
+
+export interface AgentNetwork {
+  readonly node: P2PNode
+  control(request: ControlRequest, signal?: AbortSignal): Promise<unknown>
+  /** Chunks from the appliance over one long-lived, pipelined stream (reopened if it dies). */
+  applianceFetcher(): ChunkFetcher & { close(): Promise<void> }
+  stop(): Promise<void>
+}
+
+/**
+ * The agent's libp2p node. For now its gater admits the appliance only; the swarm issue
+ * feeds it the appliance's signed list of enrolled peers.
+ */
+export async function startAgentNetwork(deps: AgentNetworkDeps): Promise<AgentNetwork> {
+  const { appliance } = deps
+  const node = await createP2PNode({
+    privateKey: deps.privateKey,
+    listen: deps.listen,
+    isAllowed: (peer) => peer === appliance.peerId,
+    log: deps.log,
+  })
+  await node.start()
+  return {
+    node,
+    async control(request, signal) {
+      const stream = await node.openStream(appliance.peerId, appliance.addrs, CONTROL_PROTOCOL, signal)
+      return controlCall(stream, request, signal)
+    },
+    applianceFetcher() {
+      let client: Promise<ChunkClient> | undefined
+      const current = () => {
+        client ??= node
+          .openStream(appliance.peerId, appliance.addrs, CHUNK_PROTOCOL)
+          .then((s) => new ChunkClient(s))
+          .catch((err) => {
+            client = undefined
+            throw err
+          })
+        return client
+      }
+      return {
+        async fetch(hash, length, signal) {
+          const c = await current()
+          if (c.closed) {
+            client = undefined
+            return (await current()).fetch(hash, length, { signal })
+          }
+          return c.fetch(hash, length, { signal })
+        },
+        async close() {
+          const c = await client?.catch(() => undefined)
+          client = undefined
+          await c?.close()
+        },
+      }
+    },
+    stop: () => node.stop(),
+  }
+}

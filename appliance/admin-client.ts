@@ -1,0 +1,133 @@
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import type { Clock } from '../shared/clock.ts'
+import { ERROR_CODES, type ErrorCode, hasCode, ProtocolError, PswError, StoreError } from '../shared/errors.ts'
+import type { RunInfo } from './appliance.ts'
+import type { AssignResult } from './assignments.ts'
+import type { BundleRecord } from './catalog.ts'
+import { openApplianceCore, readAdminToken } from './core.ts'
+import { applianceLayout } from './data-dir.ts'
+import type { DeviceRecord } from './devices.ts'
+import type { IngestProgress, IngestRequest } from './ingest.ts'
+
+/** What the CLI can ask of an appliance, whether it is running or not. */
+export interface AdminClient {
+  createToken(options: { ttlHours?: number; label?: string }): Promise<{ token: string; expiresAt: string }>
+  ingest(request: IngestRequest, onProgress: IngestProgress): Promise<{ record: BundleRecord; newChunks: number }>
+  assign(bundle: string, devices: string[] | 'all'): Promise<AssignResult>
+  status(): Promise<{
+    bundles: BundleRecord[]
+    devices: Omit<DeviceRecord, 'certificatePem'>[]
+    rootFingerprint: string
+    httpUrl?: string
+  }>
+  close(): Promise<void>
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Opens the data directory directly when no appliance runs on it; otherwise talks to the
+ * running appliance's admin API (LevelDB allows one process per database).
+ */
+export async function openAdminClient(dataDir: string, deps: { clock: Clock; log: Logger }): Promise<AdminClient> {
+  const layout = applianceLayout(dataDir)
+  if (existsSync(layout.runInfo)) {
+    const info = JSON.parse(await readFile(layout.runInfo, 'utf8')) as RunInfo
+    if (processAlive(info.pid)) return remoteAdmin(info, await readAdminToken(layout))
+  }
+  try {
+    const core = await openApplianceCore(dataDir, deps)
+    return {
+      createToken: (o) => core.enrollment.createToken(o),
+      ingest: async (req, onProgress) => {
+        const r = await core.ingest(req, { onProgress })
+        return { record: r.record, newChunks: r.newChunks }
+      },
+      assign: (b, d) => core.assignments.assign(b, d),
+      status: async () => ({
+        bundles: await core.catalog.list(),
+        devices: (await core.devices.list()).map(({ certificatePem: _c, ...d }) => d),
+        rootFingerprint: core.identity.rootFingerprint,
+      }),
+      close: () => core.close(),
+    }
+  } catch (err) {
+    if (hasCode(err, 'PSW_ERR_STORE_LOCKED')) {
+      throw new StoreError(
+        'PSW_ERR_STORE_LOCKED',
+        `an appliance is using ${layout.root} but left no run.json; stop it first`,
+        {
+          cause: err,
+        },
+      )
+    }
+    throw err
+  }
+}
+
+function remoteAdmin(info: RunInfo, token: string): AdminClient {
+  const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
+    let res: Response
+    try {
+      res = await fetch(new URL(path, info.httpUrl), {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+    } catch (err) {
+      throw new ProtocolError('PSW_ERR_APPLIANCE_UNREACHABLE', `cannot reach the appliance at ${info.httpUrl}`, {
+        cause: err,
+      })
+    }
+    if (!res.ok) throw await toError(res)
+    return res
+  }
+  return {
+    createToken: async (o) => (await call('POST', '/api/v1/admin/tokens', o)).json() as never,
+    assign: async (bundle, devices) =>
+      (await call('POST', '/api/v1/admin/assign', { bundle, devices })).json() as never,
+    status: async () =>
+      ({ ...((await (await call('GET', '/api/v1/status')).json()) as object), httpUrl: info.httpUrl }) as never,
+    async ingest(req, onProgress) {
+      const res = await call('POST', '/api/v1/admin/ingest', req)
+      let buffered = ''
+      const decoder = new TextDecoder()
+      for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffered += decoder.decode(piece, { stream: true })
+        let nl = buffered.indexOf('\n')
+        while (nl >= 0) {
+          const line = JSON.parse(buffered.slice(0, nl)) as
+            | { type: 'progress'; phase: 'pack' | 'store'; done: number; total: number }
+            | { type: 'result'; record: BundleRecord; newChunks: number }
+            | { type: 'error'; error: { code: string; message: string } }
+          buffered = buffered.slice(nl + 1)
+          if (line.type === 'progress') onProgress(line.phase, line.done, line.total)
+          else if (line.type === 'result') return { record: line.record, newChunks: line.newChunks }
+          else throw new PswError(knownCode(line.error.code), line.error.message)
+          nl = buffered.indexOf('\n')
+        }
+      }
+      throw new ProtocolError('PSW_ERR_PROTOCOL', 'ingest response ended without a result')
+    },
+    close: async () => {},
+  }
+}
+
+const knownCode = (code: string): ErrorCode => (code in ERROR_CODES ? (code as ErrorCode) : 'PSW_ERR_INTERNAL')
+
+async function toError(res: Response): Promise<PswError> {
+  const body = (await res.json().catch(() => ({}))) as { code?: string; message?: string }
+  return new PswError(knownCode(body.code ?? ''), body.message ?? `HTTP ${res.status}`)
+}

@@ -1,0 +1,99 @@
+import type { Logger } from 'pino'
+import type { Clock } from '../shared/clock.ts'
+import { StateError, ValidationError } from '../shared/errors.ts'
+import {
+  ASSIGNMENT_SPEC_VERSION,
+  ASSIGNMENT_TYPE,
+  type Assignment,
+  MAX_ASSIGNED_BUNDLES,
+  validateAssignment,
+} from '../shared/metadata/assignment-schema.ts'
+import { type SignedEnvelope, type Signer, signEnvelope } from '../shared/metadata/envelope.ts'
+import { Mutex } from '../shared/store/mutex.ts'
+import type { StateBatchOp, StateDb } from '../shared/store/state-db.ts'
+import type { Catalog } from './catalog.ts'
+import type { DeviceRegistry } from './devices.ts'
+
+export interface AssignmentDeps {
+  db: StateDb
+  catalog: Catalog
+  devices: DeviceRegistry
+  signer: Signer
+  clock: Clock
+  ttlDays: number
+  log: Logger
+}
+
+export interface AssignResult {
+  bundleId: string
+  devices: Array<{ peerId: string; hostname: string; version: number }>
+}
+
+const assignmentKey = (peerId: string) => `assignment:${peerId}`
+
+/**
+ * Signed per-device assignments (the rollout engine of a later issue replaces the manual
+ * `assign`). Each change produces a new assignment with a higher metadata version that lists
+ * everything the device should have; agents refuse anything older than what they have seen.
+ */
+export class Assignments {
+  readonly #deps: AssignmentDeps
+  readonly #mutex = new Mutex()
+
+  constructor(deps: AssignmentDeps) {
+    this.#deps = deps
+  }
+
+  async get(peerId: string): Promise<SignedEnvelope<Assignment> | undefined> {
+    return this.#deps.db.get<SignedEnvelope<Assignment>>(assignmentKey(peerId))
+  }
+
+  /** Assigns a bundle (id, id prefix or name@version) to devices (PeerIds or hostnames, or 'all'). */
+  async assign(bundleRef: string, deviceRefs: string[] | 'all'): Promise<AssignResult> {
+    return this.#mutex.runExclusive(async () => {
+      const { catalog, devices, db, clock, signer, log } = this.#deps
+      const bundle = await catalog.resolve(bundleRef)
+      const all = await devices.list()
+      const targets =
+        deviceRefs === 'all'
+          ? all
+          : deviceRefs.map((ref) => {
+              const hits = all.filter((d) => d.peerId === ref || d.hostname === ref)
+              if (hits.length === 0) throw new StateError('PSW_ERR_NOT_FOUND', `no enrolled device '${ref}'`)
+              if (hits.length > 1)
+                throw new StateError('PSW_ERR_CONFLICT', `'${ref}' names ${hits.length} devices; use the PeerId`)
+              return hits[0]!
+            })
+      if (targets.length === 0) throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', 'no devices to assign to')
+      const now = clock.now()
+      const ops: StateBatchOp[] = []
+      const result: AssignResult = { bundleId: bundle.bundleId, devices: [] }
+      for (const device of targets) {
+        const previous = (await this.get(device.peerId))?.signed.bundles ?? []
+        const bundles = previous.filter((b) => b.bundleId !== bundle.bundleId)
+        bundles.push({ bundleId: bundle.bundleId, manifestVersion: bundle.manifestVersion, action: 'install' })
+        if (bundles.length > MAX_ASSIGNED_BUNDLES) {
+          throw new ValidationError(
+            'PSW_ERR_TOO_LARGE',
+            `${device.hostname} would have more than ${MAX_ASSIGNED_BUNDLES} bundles`,
+          )
+        }
+        const version = await db.nextCounter('metadata-version')
+        const assignment = validateAssignment({
+          type: ASSIGNMENT_TYPE,
+          specVersion: ASSIGNMENT_SPEC_VERSION,
+          version,
+          device: device.peerId,
+          created: new Date(now).toISOString(),
+          expires: new Date(now + this.#deps.ttlDays * 86_400_000).toISOString(),
+          bundles,
+        } satisfies Assignment)
+        ops.push({ type: 'put', key: assignmentKey(device.peerId), value: signEnvelope(assignment, signer) })
+        result.devices.push({ peerId: device.peerId, hostname: device.hostname, version })
+      }
+      await db.batch(ops)
+      log.info({ bundleId: bundle.bundleId, devices: result.devices.length }, 'bundle assigned')
+      return result
+    })
+  }
+}

@@ -1,0 +1,238 @@
+import { existsSync } from 'node:fs'
+import type { Command } from 'commander'
+import { collect, parseIntOption, untilSignal } from '../../shared/cli/program.ts'
+import { createProgress } from '../../shared/cli/progress.ts'
+import { systemClock } from '../../shared/clock.ts'
+import { createLogger } from '../../shared/log.ts'
+import { openAdminClient } from '../admin-client.ts'
+import { createAppliance } from '../appliance.ts'
+import type { ApplianceConfig } from '../config.ts'
+import { initApplianceDataDir } from '../core.ts'
+import { applianceLayout, defaultApplianceDataDir } from '../data-dir.ts'
+import type { IngestRequest } from '../ingest.ts'
+
+const out = (line = ''): void => {
+  process.stdout.write(`${line}\n`)
+}
+
+interface CommonOpts {
+  data: string
+}
+
+function configOverrides(o: {
+  site?: string
+  httpHost?: string
+  httpPort?: number
+  p2pListen?: string[]
+  chunkSize?: number
+}) {
+  const c: Partial<ApplianceConfig> = {}
+  if (o.site) c.siteName = o.site
+  if (o.httpHost || o.httpPort !== undefined) c.http = { host: o.httpHost ?? '127.0.0.1', port: o.httpPort ?? 8080 }
+  if (o.p2pListen?.length) c.p2p = { listen: o.p2pListen }
+  if (o.chunkSize) c.chunkSize = o.chunkSize
+  return c
+}
+
+/** `patchswarm appliance …` */
+export function registerApplianceCommands(program: Command): void {
+  const appliance = program
+    .command('appliance')
+    .description('the on-site appliance: content store, signing, seeding, API')
+  const dataOption = ['--data <dir>', 'appliance data directory', defaultApplianceDataDir()] as const
+
+  appliance
+    .command('init')
+    .description('create the data directory, keys and the site root CA (idempotent)')
+    .option(...dataOption)
+    .option('--site <name>', 'site name shown in the UI and certificates')
+    .option('--http-host <host>', 'HTTP listen address (default 127.0.0.1)')
+    .option('--http-port <port>', 'HTTP port (default 8080)', parseIntOption('--http-port'))
+    .option('--p2p-listen <multiaddr>', 'libp2p listen address, repeatable (default /ip4/0.0.0.0/tcp/7070)', collect)
+    .option(
+      '--chunk-size <bytes>',
+      'chunk size for new bundles (power of two, 64 KiB–16 MiB)',
+      parseIntOption('--chunk-size'),
+    )
+    .action(async (o: CommonOpts & Parameters<typeof configOverrides>[0]) => {
+      const r = await initApplianceDataDir(o.data, { clock: systemClock, config: configOverrides(o) })
+      out(
+        r.created ? `initialised appliance data directory ${r.layout.root}` : `${r.layout.root} is already initialised`,
+      )
+    })
+
+  appliance
+    .command('start')
+    .description('run the appliance (initialises the data directory on first run)')
+    .option(...dataOption)
+    .option('--http-host <host>', 'HTTP listen address for this run')
+    .option('--http-port <port>', 'HTTP port for this run (0 = any free port)', parseIntOption('--http-port'))
+    .option('--p2p-listen <multiaddr>', 'libp2p listen address for this run, repeatable', collect)
+    .action(async (o: CommonOpts & { httpHost?: string; httpPort?: number; p2pListen?: string[] }) => {
+      const log = createLogger('appliance')
+      if (!existsSync(applianceLayout(o.data).config)) {
+        await initApplianceDataDir(o.data, { clock: systemClock })
+        out(`initialised a new appliance in ${applianceLayout(o.data).root}`)
+      }
+      const app = await createAppliance({
+        dataDir: o.data,
+        clock: systemClock,
+        log,
+        overrides: { httpHost: o.httpHost, httpPort: o.httpPort, p2pListen: o.p2pListen },
+      })
+      const info = await app.start()
+      out(`patchswarm appliance running (pid ${info.pid})`)
+      out(`  status page   ${info.httpUrl}/`)
+      out(`  API           ${info.httpUrl}/api/v1/health`)
+      out(`  PeerId        ${info.peerId}`)
+      out(`  root SHA-256  ${app.core.identity.rootFingerprint}`)
+      out('next steps (in another terminal):')
+      out(`  patchswarm appliance token --data ${o.data}`)
+      out(
+        `  patchswarm agent enroll --appliance ${info.httpUrl} --token TOKEN --data ./data/agent1 --install-root ./data/agent1-root`,
+      )
+      out(
+        `  patchswarm appliance ingest FILE_OR_DIR --name NAME --version 1.0 --target-root /opt/NAME --data ${o.data}`,
+      )
+      out(`  patchswarm appliance assign NAME@1.0 --all --data ${o.data}`)
+      const sig = await untilSignal()
+      log.info({ signal: sig }, 'stopping')
+      await app.stop()
+    })
+
+  appliance
+    .command('token')
+    .description('create a one-time enrollment token for an agent')
+    .option(...dataOption)
+    .option('--ttl-hours <n>', 'hours until the token expires (default from config: 24)', parseIntOption('--ttl-hours'))
+    .option('--label <text>', 'note stored with the token')
+    .option('--json', 'print JSON')
+    .action(async (o: CommonOpts & { ttlHours?: number; label?: string; json?: boolean }) => {
+      const admin = await openAdminClient(o.data, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+      try {
+        const t = await admin.createToken({ ttlHours: o.ttlHours, label: o.label })
+        const s = await admin.status()
+        if (o.json) return out(JSON.stringify({ ...t, rootFingerprint: s.rootFingerprint }))
+        out(t.token)
+        process.stderr.write(
+          `single use, expires ${t.expiresAt}\nroot certificate SHA-256: ${s.rootFingerprint}\n` +
+            `enroll with: patchswarm agent enroll --appliance ${s.httpUrl ?? 'http://127.0.0.1:8080'} --token ${t.token} --root-fingerprint ${s.rootFingerprint} --data DIR\n`,
+        )
+      } finally {
+        await admin.close()
+      }
+    })
+
+  appliance
+    .command('ingest')
+    .description('turn a local file or directory into a signed bundle')
+    .argument('<path>', 'file or directory to ingest')
+    .option(...dataOption)
+    .requiredOption('--name <name>', 'bundle name, e.g. openssl-fix')
+    .requiredOption('--version <version>', 'bundle version, e.g. 3.0.13-1')
+    .requiredOption('--target-root <dir>', 'absolute directory the files installer extracts into on the endpoint')
+    .option('--vendor <vendor>', 'vendor (default: local)')
+    .option('--product <product>', 'product (default: the name)')
+    .option('--classification <c>', 'security|critical|bugfix|feature|definition|driver|tool|other')
+    .option('--severity <s>', 'critical|high|medium|low|none')
+    .option('--cve <id>', 'CVE id, repeatable', collect)
+    .option('--supersedes <name>', 'bundle name this replaces, repeatable', collect)
+    .option('--requires <name>', 'bundle name required first, repeatable', collect)
+    .option('--os <os>', 'linux|windows|darwin|any (default any)')
+    .option('--arch <arch>', 'x64|arm64|any (default any)')
+    .option('--description <text>', 'free text')
+    .option('--max-run-seconds <n>', 'the installer finishes within this time', parseIntOption('--max-run-seconds'))
+    .option('--chunk-size <bytes>', 'chunk size for this bundle', parseIntOption('--chunk-size'))
+    .option('--json', 'print the result as JSON')
+    .action(async (path: string, o: CommonOpts & Record<string, unknown>) => {
+      const req = {
+        source: (await import('node:path')).resolve(path),
+        name: o.name,
+        version: o.version,
+        targetRoot: o.targetRoot,
+        vendor: o.vendor,
+        product: o.product,
+        classification: o.classification,
+        severity: o.severity,
+        cves: o.cve,
+        supersedes: o.supersedes,
+        requires: o.requires,
+        os: o.os,
+        arch: o.arch,
+        description: o.description,
+        maxRunSeconds: o.maxRunSeconds,
+        chunkSize: o.chunkSize,
+      }
+      const clean = Object.fromEntries(Object.entries(req).filter(([, v]) => v !== undefined)) as IngestRequest
+      const admin = await openAdminClient(o.data, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+      const progress = createProgress('ingest')
+      try {
+        const r = await admin.ingest(clean, (phase, done, total) => progress.update(done, total, phase))
+        progress.stop()
+        if (o.json) return out(JSON.stringify(r))
+        out(`bundle ${r.record.name}@${r.record.version}`)
+        out(`  id        ${r.record.bundleId}`)
+        out(
+          `  size      ${r.record.size} bytes in ${r.record.chunks} chunks of ${r.record.chunkSize} (${r.newChunks} new)`,
+        )
+        out(`  manifest  version ${r.record.manifestVersion}, signed`)
+      } finally {
+        progress.stop()
+        await admin.close()
+      }
+    })
+
+  appliance
+    .command('assign')
+    .description('assign a bundle to devices (a signed assignment per device)')
+    .argument('<bundle>', 'bundle id, id prefix, or name@version')
+    .option(...dataOption)
+    .option('--device <peerId|hostname>', 'target device, repeatable', collect)
+    .option('--all', 'every enrolled device')
+    .option('--json', 'print JSON')
+    .action(async (bundle: string, o: CommonOpts & { device?: string[]; all?: boolean; json?: boolean }) => {
+      if (!o.all && !o.device?.length)
+        throw new (await import('../../shared/errors.ts')).ValidationError(
+          'PSW_ERR_USAGE',
+          'give --device (repeatable) or --all',
+        )
+      const admin = await openAdminClient(o.data, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+      try {
+        const r = await admin.assign(bundle, o.all ? 'all' : o.device!)
+        if (o.json) return out(JSON.stringify(r))
+        out(`assigned ${r.bundleId.slice(0, 16)} to ${r.devices.length} device(s)`)
+        for (const d of r.devices) out(`  ${d.hostname}  ${d.peerId}  assignment v${d.version}`)
+      } finally {
+        await admin.close()
+      }
+    })
+
+  appliance
+    .command('status')
+    .description('bundles, devices and their install state')
+    .option(...dataOption)
+    .option('--json', 'print JSON')
+    .action(async (o: CommonOpts & { json?: boolean }) => {
+      const admin = await openAdminClient(o.data, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+      try {
+        const s = await admin.status()
+        if (o.json) return out(JSON.stringify(s))
+        out(`bundles (${s.bundles.length}):`)
+        for (const b of s.bundles)
+          out(`  ${b.name}@${b.version}  ${b.bundleId.slice(0, 16)}  ${b.size} bytes  manifest v${b.manifestVersion}`)
+        out(`devices (${s.devices.length}):`)
+        for (const d of s.devices) {
+          out(`  ${d.hostname}  ${d.peerId}  last seen ${d.lastSeen ?? 'never'}`)
+          for (const b of d.report?.bundles ?? []) {
+            const t = b.transfer
+            out(
+              `    ${b.bundleId.slice(0, 16)}  ${b.state}${b.error ? ` ${b.error.code}` : ''}  ${b.chunksHave}/${b.chunksTotal} chunks  from appliance ${t.bytesFromAppliance} B, from peers ${t.bytesFromPeers} B`,
+            )
+          }
+          if (d.report?.refused) out(`    refused metadata: ${d.report.refused.code} ${d.report.refused.message}`)
+        }
+      } finally {
+        await admin.close()
+      }
+    })
+}

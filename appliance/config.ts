@@ -1,0 +1,75 @@
+import { readFile } from 'node:fs/promises'
+import { type Static, Type } from '@sinclair/typebox'
+import { DEFAULT_CHUNK_SIZE } from '../shared/content/chunking.ts'
+import { StoreError } from '../shared/errors.ts'
+import { compileChecker, parseJsonLimited } from '../shared/metadata/schema-check.ts'
+import { writeFileDurable } from '../shared/store/durable-file.ts'
+import { applianceLayout } from './data-dir.ts'
+
+export const CONFIG_FORMAT = 'patchswarm.appliance-config/1'
+
+export const ApplianceConfigSchema = Type.Object(
+  {
+    format: Type.Literal(CONFIG_FORMAT),
+    siteName: Type.String({ minLength: 1, maxLength: 100 }),
+    http: Type.Object(
+      {
+        host: Type.String({ minLength: 1, maxLength: 255 }),
+        port: Type.Integer({ minimum: 0, maximum: 65535 }),
+      },
+      { additionalProperties: false },
+    ),
+    p2p: Type.Object(
+      { listen: Type.Array(Type.String({ maxLength: 200 }), { minItems: 1, maxItems: 16 }) },
+      { additionalProperties: false },
+    ),
+    chunkSize: Type.Integer({ minimum: 65536, maximum: 16 << 20 }),
+    manifestTtlDays: Type.Integer({ minimum: 1, maximum: 3650 }),
+    assignmentTtlDays: Type.Integer({ minimum: 1, maximum: 365 }),
+    tokenTtlHours: Type.Integer({ minimum: 1, maximum: 24 * 30 }),
+  },
+  { additionalProperties: false },
+)
+
+export type ApplianceConfig = Static<typeof ApplianceConfigSchema>
+
+/**
+ * Embedded defaults: HTTP on 127.0.0.1:8080 (plain HTTP stays on loopback until the HTTPS
+ * issue), libp2p on all interfaces at TCP 7070 (only enrolled PeerIds get past the gater).
+ */
+export function defaultApplianceConfig(): ApplianceConfig {
+  return {
+    format: CONFIG_FORMAT,
+    siteName: 'branch-office',
+    http: { host: '127.0.0.1', port: 8080 },
+    p2p: { listen: ['/ip4/0.0.0.0/tcp/7070'] },
+    chunkSize: DEFAULT_CHUNK_SIZE,
+    manifestTtlDays: 90,
+    assignmentTtlDays: 30,
+    tokenTtlHours: 24,
+  }
+}
+
+const checker = compileChecker(ApplianceConfigSchema)
+
+export async function readApplianceConfig(dataDir: string): Promise<ApplianceConfig> {
+  const path = applianceLayout(dataDir).config
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new StoreError(
+      'PSW_ERR_DATA_DIR',
+      `${dataDir} is not an initialised appliance data directory (run 'patchswarm appliance init')`,
+      {
+        cause: err,
+      },
+    )
+  }
+  return checker.check(parseJsonLimited(text, 64 << 10, path), path)
+}
+
+export async function writeApplianceConfig(dataDir: string, config: ApplianceConfig): Promise<void> {
+  checker.check(config, 'appliance config')
+  await writeFileDurable(applianceLayout(dataDir).config, `${JSON.stringify(config, null, 2)}\n`)
+}

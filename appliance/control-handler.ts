@@ -1,0 +1,50 @@
+import type { Logger } from 'pino'
+import type { Clock } from '../shared/clock.ts'
+import { StateError } from '../shared/errors.ts'
+import type { ControlRequest } from '../shared/protocol/control-protocol.ts'
+import type { Assignments } from './assignments.ts'
+import type { Catalog } from './catalog.ts'
+import type { DeviceRegistry } from './devices.ts'
+
+export interface ControlHandlerDeps {
+  assignments: Assignments
+  catalog: Catalog
+  devices: DeviceRegistry
+  clock: Clock
+  log: Logger
+}
+
+/**
+ * Answers an enrolled agent's control requests. The PeerId comes from the Noise-authenticated
+ * connection, never from the message, so an agent can only read and report for itself.
+ */
+export function createControlHandler(deps: ControlHandlerDeps) {
+  return (peerId: string) =>
+    async (request: ControlRequest): Promise<unknown> => {
+      switch (request.op) {
+        case 'get-assignment':
+          return (await deps.assignments.get(peerId)) ?? null
+        case 'get-manifest': {
+          const assignment = await deps.assignments.get(peerId)
+          // Need to know: a device only gets manifests of bundles assigned to it.
+          if (!assignment?.signed.bundles.some((b) => b.bundleId === request.bundleId)) {
+            throw new StateError('PSW_ERR_NOT_FOUND', `bundle ${request.bundleId} is not assigned to this device`)
+          }
+          const manifest = await deps.catalog.manifest(request.bundleId)
+          if (!manifest) throw new StateError('PSW_ERR_NOT_FOUND', `no manifest for bundle ${request.bundleId}`)
+          return manifest
+        }
+        case 'report': {
+          await deps.devices.recordReport(peerId, request.report, deps.clock.now())
+          for (const b of request.report.bundles) {
+            if (b.error)
+              deps.log.warn({ peer: peerId, bundleId: b.bundleId, error: b.error }, 'agent reported a failure')
+          }
+          if (request.report.refused) {
+            deps.log.warn({ peer: peerId, refused: request.report.refused }, 'agent refused signed metadata')
+          }
+          return { accepted: true }
+        }
+      }
+    }
+}

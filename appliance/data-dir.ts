@@ -1,0 +1,46 @@
+import { join, resolve } from 'node:path'
+
+/** Where everything of one appliance lives. One directory; nothing outside it. */
+export interface ApplianceLayout {
+  root: string
+  config: string
+  adminToken: string
+  keysDir: string
+  rootCaKey: string
+  signingKey: string
+  libp2pKey: string
+  certsDir: string
+  rootCert: string
+  applianceCert: string
+  db: string
+  chunks: string
+  tmp: string
+  runInfo: string
+}
+
+/** Default data directory for `npm start` and the CLI: `./data/appliance` under the working directory. */
+export function defaultApplianceDataDir(): string {
+  return resolve(process.env.PATCHSWARM_APPLIANCE_DATA ?? join('data', 'appliance'))
+}
+
+export function applianceLayout(dataDir: string): ApplianceLayout {
+  const root = resolve(dataDir)
+  const keysDir = join(root, 'keys')
+  const certsDir = join(root, 'certs')
+  return {
+    root,
+    config: join(root, 'appliance.json'),
+    adminToken: join(root, 'admin.token'),
+    keysDir,
+    rootCaKey: join(keysDir, 'root-ca.key.pem'),
+    signingKey: join(keysDir, 'signing.key.pem'),
+    libp2pKey: join(keysDir, 'libp2p.key'),
+    certsDir,
+    rootCert: join(certsDir, 'root.pem'),
+    applianceCert: join(certsDir, 'appliance.pem'),
+    db: join(root, 'db'),
+    chunks: join(root, 'chunks'),
+    tmp: join(root, 'tmp'),
+    runInfo: join(root, 'run.json'),
+  }
+}

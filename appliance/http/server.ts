@@ -1,0 +1,135 @@
+import { PassThrough } from 'node:stream'
+import { Type } from '@sinclair/typebox'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import { AuthError, isPswError } from '../../shared/errors.ts'
+import { type ApplianceCore, sameSecret } from '../core.ts'
+import { EnrollRequestSchema } from '../enrollment.ts'
+import { IngestRequestSchema } from '../ingest.ts'
+import { installErrorHandler } from './error-handler.ts'
+import { renderStatusPage, type StatusView } from './status-page.ts'
+
+export const APP_VERSION = '0.1.0'
+
+export interface HttpDeps {
+  core: ApplianceCore
+  adminToken: string
+  status: () => Promise<StatusView>
+  startedAt: number
+  log: Logger
+}
+
+export const AssignBodySchema = Type.Object(
+  {
+    bundle: Type.String({ minLength: 1, maxLength: 200 }),
+    devices: Type.Union([
+      Type.Literal('all'),
+      Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { minItems: 1, maxItems: 10_000 }),
+    ]),
+  },
+  { additionalProperties: false },
+)
+export const TokenBodySchema = Type.Object(
+  {
+    ttlHours: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 30 })),
+    label: Type.Optional(Type.String({ maxLength: 100 })),
+  },
+  { additionalProperties: false },
+)
+
+/**
+ * The appliance's HTTP face: health, enrollment, status, and the admin routes the CLI uses
+ * while the appliance runs (bearer token from `<data>/admin.token`, readable only by whoever
+ * can read the data directory).
+ */
+export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance> {
+  const { core, log } = deps
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'appliance:http' }) as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 256 << 10,
+    // Reject unknown fields instead of silently dropping them; never coerce types.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
+  })
+  installErrorHandler(app, log)
+
+  const requireAdmin = async (request: FastifyRequest) => {
+    const header = request.headers.authorization ?? ''
+    const token = header.startsWith('Bearer ') ? header.slice(7) : ''
+    if (!token || !sameSecret(token, deps.adminToken))
+      throw new AuthError('PSW_ERR_UNAUTHORIZED', 'admin token required')
+  }
+
+  app.get('/api/v1/health', async () => ({
+    status: 'ok',
+    version: APP_VERSION,
+    peerId: (await deps.status()).peerId,
+    uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+  }))
+
+  app.post('/api/v1/enroll', { schema: { body: EnrollRequestSchema }, bodyLimit: 64 << 10 }, async (request) =>
+    core.enrollment.enroll(request.body),
+  )
+
+  app.get('/api/v1/status', async () => {
+    const s = await deps.status()
+    return { ...s, devices: s.devices.map(({ certificatePem: _c, ...d }) => d) }
+  })
+
+  app.get('/', async (_request, reply) => {
+    reply
+      .type('text/html; charset=utf-8')
+      .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
+    return renderStatusPage(await deps.status())
+  })
+
+  app.post('/api/v1/admin/tokens', { schema: { body: TokenBodySchema }, preHandler: requireAdmin }, async (request) => {
+    const body = request.body as { ttlHours?: number; label?: string }
+    return core.enrollment.createToken(body)
+  })
+
+  app.post(
+    '/api/v1/admin/assign',
+    { schema: { body: AssignBodySchema }, preHandler: requireAdmin },
+    async (request) => {
+      const body = request.body as { bundle: string; devices: string[] | 'all' }
+      return core.assignments.assign(body.bundle, body.devices)
+    },
+  )
+
+  // Streams NDJSON: {"type":"progress",...} lines, then one {"type":"result"} or {"type":"error"}.
+  app.post(
+    '/api/v1/admin/ingest',
+    { schema: { body: IngestRequestSchema }, preHandler: requireAdmin },
+    async (request, reply) => {
+      const out = new PassThrough()
+      const abort = new AbortController()
+      request.raw.on('close', () => {
+        if (!reply.raw.writableFinished) abort.abort(new Error('client went away'))
+      })
+      let last = 0
+      core
+        .ingest(request.body as never, {
+          signal: abort.signal,
+          onProgress: (phase, done, total) => {
+            const now = Date.now()
+            if (now - last < 200 && done < total) return
+            last = now
+            out.write(`${JSON.stringify({ type: 'progress', phase, done, total })}\n`)
+          },
+        })
+        .then(
+          (result) =>
+            out.end(`${JSON.stringify({ type: 'result', record: result.record, newChunks: result.newChunks })}\n`),
+          (err) => {
+            const error = isPswError(err) ? err.toJSON() : { code: 'PSW_ERR_INTERNAL', message: 'internal error' }
+            if (!isPswError(err)) log.error({ err }, 'ingest failed')
+            out.end(`${JSON.stringify({ type: 'error', error })}\n`)
+          },
+        )
+      return reply.type('application/x-ndjson').send(out)
+    },
+  )
+
+  return app
+}
