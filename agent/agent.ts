@@ -9,6 +9,7 @@ import type { Assignment } from '../shared/metadata/assignment-schema.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
 import { privateKeyFromBytes } from '../shared/p2p/p2p-node.ts'
 import type { AgentReportT } from '../shared/protocol/control-protocol.ts'
+import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
 import { type BundleState, BundleStates } from './bundle-state.ts'
 import { type AgentConfig, agentLayout, readAgentConfig } from './data-dir.ts'
@@ -27,8 +28,10 @@ export interface AgentOptions {
   log: Logger
   /** Override of the configured poll interval (seconds). */
   pollSeconds?: number
-  /** Run one sync cycle and return (tests, `agent sync`). */
+  /** Run one sync cycle and return (tests, `agent start --once`). */
   once?: boolean
+  /** Override of the configured download rate cap (bytes/s, 0 = unlimited). */
+  downloadBytesPerSecond?: number
 }
 
 export interface Agent {
@@ -62,6 +65,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   const installer = createFilesInstaller({
     stateDir: layout.installer,
     log: log.child({ component: 'agent:installer' }),
+  })
+  const rateLimit = new TokenBucket({
+    rate: options.downloadBytesPerSecond ?? config.downloadBytesPerSecond,
+    burst: Math.max(1 << 20, (options.downloadBytesPerSecond ?? config.downloadBytesPerSecond) / 4),
+    clock,
   })
   let network: AgentNetwork | undefined
   let refused: { code: string; message: string } | undefined
@@ -117,17 +125,19 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     let state: BundleState
     try {
       await states.put({ ...base, state: 'downloading', chunksHave: 0, chunksTotal: total })
-      let lastReport = 0
+      let lastLogged = -1
       const result = await downloadBundle({
         manifest,
         partPath,
         fetcher,
         window: config.requestWindow,
         signal: stopping.signal,
+        rateLimit,
         log: log.child({ component: 'agent:download', bundleId: manifest.bundleId.slice(0, 12) }),
         onProgress: ({ have }) => {
-          if (clock.now() - lastReport > 2000) {
-            lastReport = clock.now()
+          const tenth = Math.floor((10 * have) / total)
+          if (tenth !== lastLogged) {
+            lastLogged = tenth
             log.info({ bundleId: manifest.bundleId.slice(0, 12), have, total }, 'downloading')
           }
         },

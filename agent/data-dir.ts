@@ -48,6 +48,8 @@ export const AgentConfigSchema = Type.Object(
     pollSeconds: Type.Number({ minimum: 0.05, maximum: 86_400 }),
     /** Chunk requests kept in flight to the appliance; memory ≈ this × chunk size. */
     requestWindow: Type.Integer({ minimum: 1, maximum: 64 }),
+    /** Download rate cap in bytes per second; 0 = unlimited. */
+    downloadBytesPerSecond: Type.Integer({ minimum: 0 }),
   },
   { additionalProperties: false },
 )

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import { chunkLength } from '../shared/content/chunking.ts'
 import { isPswError, mapFsError, ProtocolError } from '../shared/errors.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
+import type { TokenBucket } from '../shared/rate/token-bucket.ts'
 
 /** Anything that can deliver a verified chunk: the appliance, a peer (swarm issue). */
 export interface ChunkFetcher {
@@ -21,6 +22,8 @@ export interface DownloadOptions {
   signal?: AbortSignal
   log: Logger
   maxAttempts?: number
+  /** Caps this download's rate (bytes/s); shared buckets cap several downloads together. */
+  rateLimit?: TokenBucket
   onProgress?: (progress: { have: number; total: number; fetchedBytes: number }) => void
 }
 
@@ -101,7 +104,9 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
           outer.throwIfAborted()
           const code = isPswError(err) ? err.code : timeout.aborted ? 'PSW_ERR_PEER_TIMEOUT' : undefined
           log.warn({ chunk: index, attempt, code, err: isPswError(err) ? undefined : err }, 'chunk fetch failed')
-          if (attempt >= maxAttempts) {
+          // The same source will send the same bad bytes: give up on it sooner.
+          const integrity = code === 'PSW_ERR_CHUNK_HASH' || code === 'PSW_ERR_CHUNK_SIZE'
+          if (attempt >= (integrity ? Math.min(2, maxAttempts) : maxAttempts)) {
             if (isPswError(err)) throw err
             throw new ProtocolError('PSW_ERR_PEER_TIMEOUT', `chunk ${index} failed ${attempt} times`, { cause: err })
           }
@@ -112,6 +117,7 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
     const worker = async () => {
       while (next < missing.length && !outer.aborted) {
         const index = missing[next++]!
+        await options.rateLimit?.take(chunkLength(index, size, chunkSize), outer)
         const data = await fetchOne(index)
         try {
           await fh.write(data, 0, data.byteLength, index * chunkSize)

@@ -121,6 +121,7 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentConfig> 
     listen: options.listen ?? ['/ip4/0.0.0.0/tcp/0'],
     pollSeconds: 30,
     requestWindow: 8,
+    downloadBytesPerSecond: 0,
   }
   await writeAgentConfig(options.dataDir, config)
   return config

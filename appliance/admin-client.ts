@@ -6,8 +6,7 @@ import { ERROR_CODES, type ErrorCode, hasCode, ProtocolError, PswError, StoreErr
 import type { RunInfo } from './appliance.ts'
 import type { AssignResult } from './assignments.ts'
 import type { BundleRecord } from './catalog.ts'
-import { openApplianceCore, readAdminToken } from './core.ts'
-import { applianceLayout } from './data-dir.ts'
+import { applianceLayout, readAdminToken } from './data-dir.ts'
 import type { DeviceRecord } from './devices.ts'
 import type { IngestProgress, IngestRequest } from './ingest.ts'
 
@@ -45,6 +44,7 @@ export async function openAdminClient(dataDir: string, deps: { clock: Clock; log
     if (processAlive(info.pid)) return remoteAdmin(info, await readAdminToken(layout))
   }
   try {
+    const { openApplianceCore } = await import('./core.ts')
     const core = await openApplianceCore(dataDir, deps)
     return {
       createToken: (o) => core.enrollment.createToken(o),

@@ -1,6 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
 import { StoreError } from '../shared/errors.ts'
@@ -43,14 +43,6 @@ export async function initApplianceDataDir(
   const db = await openStateDb({ path: layout.db, schemaVersion: APPLIANCE_SCHEMA_VERSION })
   await db.close()
   return { created: true, layout, config }
-}
-
-export async function readAdminToken(layout: ApplianceLayout): Promise<string> {
-  try {
-    return (await readFile(layout.adminToken, 'utf8')).trim()
-  } catch (err) {
-    throw new StoreError('PSW_ERR_DATA_DIR', `cannot read ${layout.adminToken}`, { cause: err })
-  }
 }
 
 export function sameSecret(a: string, b: string): boolean {

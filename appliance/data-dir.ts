@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { StoreError } from '../shared/errors.ts'
 
 /** Where everything of one appliance lives. One directory; nothing outside it. */
 export interface ApplianceLayout {
@@ -42,5 +44,14 @@ export function applianceLayout(dataDir: string): ApplianceLayout {
     chunks: join(root, 'chunks'),
     tmp: join(root, 'tmp'),
     runInfo: join(root, 'run.json'),
+  }
+}
+
+/** The admin API bearer token written at init (mode 0600): whoever can read it may administer. */
+export async function readAdminToken(layout: ApplianceLayout): Promise<string> {
+  try {
+    return (await readFile(layout.adminToken, 'utf8')).trim()
+  } catch (err) {
+    throw new StoreError('PSW_ERR_DATA_DIR', `cannot read ${layout.adminToken}`, { cause: err })
   }
 }

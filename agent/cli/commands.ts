@@ -1,9 +1,5 @@
 import type { Command } from 'commander'
-import { collect, untilSignal } from '../../shared/cli/program.ts'
-import { systemClock } from '../../shared/clock.ts'
-import { createLogger } from '../../shared/log.ts'
-import { createAgent } from '../agent.ts'
-import { enrollAgent } from '../enroll.ts'
+import { collect, parseIntOption, untilSignal } from '../../shared/cli/program.ts'
 
 const out = (line = ''): void => {
   process.stdout.write(`${line}\n`)
@@ -36,6 +32,7 @@ export function registerAgentCommands(program: Command): void {
         json?: boolean
       }) => {
         const { resolve } = await import('node:path')
+        const { enrollAgent } = await import('../enroll.ts')
         const config = await enrollAgent({
           applianceUrl: o.appliance,
           token: o.token,
@@ -58,7 +55,17 @@ export function registerAgentCommands(program: Command): void {
     .requiredOption('--data <dir>', 'agent data directory')
     .option('--poll-seconds <n>', 'seconds between assignment checks (default from config: 30)', Number)
     .option('--once', 'run one cycle and exit')
-    .action(async (o: { data: string; pollSeconds?: number; once?: boolean }) => {
+    .option(
+      '--max-download-rate <bytes/s>',
+      'cap the download rate for this run (0 = unlimited)',
+      parseIntOption('--max-download-rate'),
+    )
+    .action(async (o: { data: string; pollSeconds?: number; once?: boolean; maxDownloadRate?: number }) => {
+      const [{ createLogger }, { systemClock }, { createAgent }] = await Promise.all([
+        import('../../shared/log.ts'),
+        import('../../shared/clock.ts'),
+        import('../agent.ts'),
+      ])
       const log = createLogger('agent')
       const a = await createAgent({
         dataDir: o.data,

@@ -2,14 +2,21 @@ import { existsSync } from 'node:fs'
 import type { Command } from 'commander'
 import { collect, parseIntOption, untilSignal } from '../../shared/cli/program.ts'
 import { createProgress } from '../../shared/cli/progress.ts'
-import { systemClock } from '../../shared/clock.ts'
-import { createLogger } from '../../shared/log.ts'
-import { openAdminClient } from '../admin-client.ts'
-import { createAppliance } from '../appliance.ts'
+import type { AdminClient } from '../admin-client.ts'
 import type { ApplianceConfig } from '../config.ts'
-import { initApplianceDataDir } from '../core.ts'
 import { applianceLayout, defaultApplianceDataDir } from '../data-dir.ts'
 import type { IngestRequest } from '../ingest.ts'
+
+// Heavy modules (libp2p, fastify, level, forge) load inside the actions, so `--help` and
+// commands that only talk to a running appliance start fast.
+async function admin(dataDir: string): Promise<AdminClient> {
+  const [{ openAdminClient }, { systemClock }, { createLogger }] = await Promise.all([
+    import('../admin-client.ts'),
+    import('../../shared/clock.ts'),
+    import('../../shared/log.ts'),
+  ])
+  return openAdminClient(dataDir, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+}
 
 const out = (line = ''): void => {
   process.stdout.write(`${line}\n`)
@@ -55,6 +62,8 @@ export function registerApplianceCommands(program: Command): void {
       parseIntOption('--chunk-size'),
     )
     .action(async (o: CommonOpts & Parameters<typeof configOverrides>[0]) => {
+      const { initApplianceDataDir } = await import('../core.ts')
+      const { systemClock } = await import('../../shared/clock.ts')
       const r = await initApplianceDataDir(o.data, { clock: systemClock, config: configOverrides(o) })
       out(
         r.created ? `initialised appliance data directory ${r.layout.root}` : `${r.layout.root} is already initialised`,
@@ -69,6 +78,12 @@ export function registerApplianceCommands(program: Command): void {
     .option('--http-port <port>', 'HTTP port for this run (0 = any free port)', parseIntOption('--http-port'))
     .option('--p2p-listen <multiaddr>', 'libp2p listen address for this run, repeatable', collect)
     .action(async (o: CommonOpts & { httpHost?: string; httpPort?: number; p2pListen?: string[] }) => {
+      const [{ createLogger }, { systemClock }, { initApplianceDataDir }, { createAppliance }] = await Promise.all([
+        import('../../shared/log.ts'),
+        import('../../shared/clock.ts'),
+        import('../core.ts'),
+        import('../appliance.ts'),
+      ])
       const log = createLogger('appliance')
       if (!existsSync(applianceLayout(o.data).config)) {
         await initApplianceDataDir(o.data, { clock: systemClock })
@@ -108,10 +123,10 @@ export function registerApplianceCommands(program: Command): void {
     .option('--label <text>', 'note stored with the token')
     .option('--json', 'print JSON')
     .action(async (o: CommonOpts & { ttlHours?: number; label?: string; json?: boolean }) => {
-      const admin = await openAdminClient(o.data, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+      const client = await admin(o.data)
       try {
-        const t = await admin.createToken({ ttlHours: o.ttlHours, label: o.label })
-        const s = await admin.status()
+        const t = await client.createToken({ ttlHours: o.ttlHours, label: o.label })
+        const s = await client.status()
         if (o.json) return out(JSON.stringify({ ...t, rootFingerprint: s.rootFingerprint }))
         out(t.token)
         process.stderr.write(
@@ -119,7 +134,7 @@ export function registerApplianceCommands(program: Command): void {
             `enroll with: patchswarm agent enroll --appliance ${s.httpUrl ?? 'http://127.0.0.1:8080'} --token ${t.token} --root-fingerprint ${s.rootFingerprint} --data DIR\n`,
         )
       } finally {
-        await admin.close()
+        await client.close()
       }
     })
 
@@ -164,10 +179,10 @@ export function registerApplianceCommands(program: Command): void {
         chunkSize: o.chunkSize,
       }
       const clean = Object.fromEntries(Object.entries(req).filter(([, v]) => v !== undefined)) as IngestRequest
-      const admin = await openAdminClient(o.data, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+      const client = await admin(o.data)
       const progress = createProgress('ingest')
       try {
-        const r = await admin.ingest(clean, (phase, done, total) => progress.update(done, total, phase))
+        const r = await client.ingest(clean, (phase, done, total) => progress.update(done, total, phase))
         progress.stop()
         if (o.json) return out(JSON.stringify(r))
         out(`bundle ${r.record.name}@${r.record.version}`)
@@ -178,7 +193,7 @@ export function registerApplianceCommands(program: Command): void {
         out(`  manifest  version ${r.record.manifestVersion}, signed`)
       } finally {
         progress.stop()
-        await admin.close()
+        await client.close()
       }
     })
 
@@ -196,14 +211,14 @@ export function registerApplianceCommands(program: Command): void {
           'PSW_ERR_USAGE',
           'give --device (repeatable) or --all',
         )
-      const admin = await openAdminClient(o.data, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+      const client = await admin(o.data)
       try {
-        const r = await admin.assign(bundle, o.all ? 'all' : o.device!)
+        const r = await client.assign(bundle, o.all ? 'all' : o.device!)
         if (o.json) return out(JSON.stringify(r))
         out(`assigned ${r.bundleId.slice(0, 16)} to ${r.devices.length} device(s)`)
         for (const d of r.devices) out(`  ${d.hostname}  ${d.peerId}  assignment v${d.version}`)
       } finally {
-        await admin.close()
+        await client.close()
       }
     })
 
@@ -213,9 +228,9 @@ export function registerApplianceCommands(program: Command): void {
     .option(...dataOption)
     .option('--json', 'print JSON')
     .action(async (o: CommonOpts & { json?: boolean }) => {
-      const admin = await openAdminClient(o.data, { clock: systemClock, log: createLogger('cli', { level: 'warn' }) })
+      const client = await admin(o.data)
       try {
-        const s = await admin.status()
+        const s = await client.status()
         if (o.json) return out(JSON.stringify(s))
         out(`bundles (${s.bundles.length}):`)
         for (const b of s.bundles)
@@ -232,7 +247,7 @@ export function registerApplianceCommands(program: Command): void {
           if (d.report?.refused) out(`    refused metadata: ${d.report.refused.code} ${d.report.refused.message}`)
         }
       } finally {
-        await admin.close()
+        await client.close()
       }
     })
 }

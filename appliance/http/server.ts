@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream'
 import { Type } from '@sinclair/typebox'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { AuthError, isPswError } from '../../shared/errors.ts'
 import { type ApplianceCore, sameSecret } from '../core.ts'
@@ -45,8 +45,8 @@ export const TokenBodySchema = Type.Object(
 export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance> {
   const { core, log } = deps
   const app = Fastify({
-    loggerInstance: log.child({ component: 'appliance:http' }) as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Request logging is off (an agent fleet polls constantly); errors are logged by our handler.
+    logger: false,
     bodyLimit: 256 << 10,
     // Reject unknown fields instead of silently dropping them; never coerce types.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },

@@ -1,0 +1,252 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomFillSync } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { RunInfo } from '../../appliance/appliance.ts'
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
+export const CLI = join(REPO, 'bin', 'patchswarm.js')
+
+export interface RunResult {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** A real child process running the patchswarm CLI, with its output lines observable. */
+export class CliProcess {
+  readonly child: ChildProcess
+  readonly lines: string[] = []
+  readonly stdout: string[] = []
+  readonly stderr: string[] = []
+  readonly exited: Promise<number | null>
+  #waiters: Array<{ test: (line: string) => boolean; resolve: (line: string) => void }> = []
+
+  constructor(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+    this.child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd ?? REPO,
+      env: { ...process.env, PATCHSWARM_LOG_LEVEL: 'info', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    for (const [stream, sink] of [
+      [this.child.stdout!, this.stdout],
+      [this.child.stderr!, this.stderr],
+    ] as const) {
+      let buf = ''
+      stream.setEncoding('utf8')
+      stream.on('data', (d: string) => {
+        buf += d
+        let nl = buf.indexOf('\n')
+        while (nl >= 0) {
+          sink.push(buf.slice(0, nl))
+          this.#line(buf.slice(0, nl))
+          buf = buf.slice(nl + 1)
+          nl = buf.indexOf('\n')
+        }
+      })
+    }
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)))
+  }
+
+  #line(line: string): void {
+    this.lines.push(line)
+    this.#waiters = this.#waiters.filter((w) => {
+      if (!w.test(line)) return true
+      w.resolve(line)
+      return false
+    })
+  }
+
+  /** Resolves with the first line (past or future) that passes `test`; rejects if the process exits first. */
+  waitForLine(test: (line: string) => boolean, what: string, timeoutMs = 30_000): Promise<string> {
+    const seen = this.lines.find(test)
+    if (seen !== undefined) return Promise.resolve(seen)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`timed out waiting for ${what}; output:\n${this.tail()}`)),
+        timeoutMs,
+      )
+      this.#waiters.push({
+        test,
+        resolve: (l) => {
+          clearTimeout(timer)
+          resolve(l)
+        },
+      })
+      void this.exited.then((code) => {
+        clearTimeout(timer)
+        reject(new Error(`process exited (${code}) before ${what}; output:\n${this.tail()}`))
+      })
+    })
+  }
+
+  /** Waits for a pino log line with this `msg` (and optionally more conditions). */
+  waitForLog(msg: string, extra: (entry: Record<string, unknown>) => boolean = () => true, timeoutMs?: number) {
+    return this.waitForLine(
+      (l) => {
+        const e = parseLog(l)
+        return e?.msg === msg && extra(e)
+      },
+      `log '${msg}'`,
+      timeoutMs,
+    ).then((l) => parseLog(l)!)
+  }
+
+  logs(): Record<string, unknown>[] {
+    return this.lines.map(parseLog).filter((e): e is Record<string, unknown> => e !== undefined)
+  }
+
+  tail(n = 30): string {
+    return this.lines.slice(-n).join('\n')
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal)
+    return this.exited
+  }
+}
+
+export function parseLog(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith('{')) return undefined
+  try {
+    return JSON.parse(line) as Record<string, unknown>
+  } catch {
+    return undefined
+  }
+}
+
+/** Runs a CLI command to completion. */
+export async function runCli(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
+  const p = new CliProcess(args, options)
+  const code = await p.exited
+  // 'exit' can fire before the pipes are drained; wait for both to close.
+  await Promise.all(
+    [p.child.stdout, p.child.stderr].map((s) =>
+      s?.closed ? undefined : new Promise<void>((r) => s?.once('close', () => r())),
+    ),
+  )
+  return { code, stdout: p.stdout.join('\n'), stderr: p.stderr.join('\n') }
+}
+
+export async function tempDir(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `psw-${prefix}-`))
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) }
+}
+
+/** Writes `size` random bytes to `path`, streaming (never the whole file in memory). */
+export async function writeRandomFile(path: string, size: number): Promise<void> {
+  const out = createWriteStream(path)
+  const block = Buffer.allocUnsafe(1 << 20)
+  for (let done = 0; done < size; ) {
+    const n = Math.min(block.length, size - done)
+    randomFillSync(block, 0, n)
+    if (!out.write(Buffer.from(block.subarray(0, n)))) await new Promise<void>((r) => out.once('drain', () => r()))
+    done += n
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())))
+}
+
+export interface RunningAppliance {
+  proc: CliProcess
+  info: RunInfo
+  dataDir: string
+}
+
+/** Starts `patchswarm appliance start` on 127.0.0.1 with port 0 for HTTP and libp2p. */
+export async function startAppliance(dataDir: string): Promise<RunningAppliance> {
+  const proc = new CliProcess([
+    'appliance',
+    'start',
+    '--data',
+    dataDir,
+    '--http-port',
+    '0',
+    '--p2p-listen',
+    '/ip4/127.0.0.1/tcp/0',
+  ])
+  await proc.waitForLine((l) => l.startsWith('patchswarm appliance running'), 'appliance start')
+  const info = JSON.parse(await readFile(join(dataDir, 'run.json'), 'utf8')) as RunInfo
+  return { proc, info, dataDir }
+}
+
+/** Creates a token and enrolls an agent; returns its PeerId. */
+export async function enroll(
+  app: RunningAppliance,
+  agentDir: string,
+  installRoot: string,
+  hostname: string,
+): Promise<string> {
+  const token = await runCli(['appliance', 'token', '--data', app.dataDir, '--json'])
+  if (token.code !== 0) throw new Error(`token failed: ${token.stdout}\n${token.stderr}`)
+  const t = JSON.parse(token.stdout) as { token: string; rootFingerprint: string }
+  const r = await runCli([
+    'agent',
+    'enroll',
+    '--appliance',
+    app.info.httpUrl,
+    '--token',
+    t.token,
+    '--root-fingerprint',
+    t.rootFingerprint,
+    '--data',
+    agentDir,
+    '--install-root',
+    installRoot,
+    '--hostname',
+    hostname,
+    '--listen',
+    '/ip4/127.0.0.1/tcp/0',
+    '--json',
+  ])
+  if (r.code !== 0) throw new Error(`enroll failed: ${r.stdout}\n${r.stderr}`)
+  return (JSON.parse(r.stdout) as { peerId: string }).peerId
+}
+
+export async function ingest(app: RunningAppliance, source: string, name: string, version: string, targetRoot: string) {
+  const r = await runCli([
+    'appliance',
+    'ingest',
+    source,
+    '--data',
+    app.dataDir,
+    '--name',
+    name,
+    '--version',
+    version,
+    '--target-root',
+    targetRoot,
+    '--json',
+  ])
+  if (r.code !== 0) throw new Error(`ingest failed: ${r.stdout}\n${r.stderr}`)
+  return JSON.parse(r.stdout) as { record: { bundleId: string; chunks: number; size: number; manifestVersion: number } }
+}
+
+export async function assign(app: RunningAppliance, bundle: string, device: string) {
+  const r = await runCli(['appliance', 'assign', bundle, '--device', device, '--data', app.dataDir, '--json'])
+  if (r.code !== 0) throw new Error(`assign failed: ${r.stdout}\n${r.stderr}`)
+  return JSON.parse(r.stdout) as { devices: Array<{ version: number }> }
+}
+
+export async function applianceStatus(app: RunningAppliance) {
+  const res = await fetch(new URL('/api/v1/status', app.info.httpUrl))
+  return (await res.json()) as {
+    devices: Array<{
+      peerId: string
+      report?: {
+        refused?: { code: string }
+        bundles: Array<{
+          bundleId: string
+          state: string
+          error?: { code: string }
+          transfer: { bytesFromAppliance: number }
+        }>
+      }
+    }>
+  }
+}
