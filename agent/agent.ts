@@ -12,7 +12,7 @@ import type { AgentReportT } from '../shared/protocol/control-protocol.ts'
 import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
 import { type BundleState, BundleStates } from './bundle-state.ts'
-import { type AgentConfig, agentLayout, readAgentConfig } from './data-dir.ts'
+import { type AgentConfig, agentLayout, readAgentConfig, writeAgentConfig } from './data-dir.ts'
 import { downloadBundle } from './downloader.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
 import { MetadataGuard } from './metadata-guard.ts'
@@ -66,11 +66,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     stateDir: layout.installer,
     log: log.child({ component: 'agent:installer' }),
   })
-  const rateLimit = new TokenBucket({
-    rate: options.downloadBytesPerSecond ?? config.downloadBytesPerSecond,
-    burst: Math.max(1 << 20, (options.downloadBytesPerSecond ?? config.downloadBytesPerSecond) / 4),
-    clock,
-  })
+  const downloadRate = options.downloadBytesPerSecond ?? config.downloadBytesPerSecond ?? 0
+  const rateLimit = new TokenBucket({ rate: downloadRate, burst: Math.max(1 << 20, downloadRate / 4), clock })
   let network: AgentNetwork | undefined
   let refused: { code: string; message: string } | undefined
   let assignmentVersion: number | undefined
@@ -176,11 +173,47 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
   }
 
+  const appliance = { peerId: config.appliancePeerId, addrs: [...config.applianceAddrs] }
+
+  /**
+   * The appliance may listen elsewhere after a restart: ask its HTTP health endpoint for its
+   * current addresses. Only addresses of the pinned PeerId are taken (Noise then proves it).
+   */
+  const refreshApplianceAddrs = async (): Promise<boolean> => {
+    try {
+      const res = await fetch(new URL('/api/v1/health', config.applianceUrl), { signal: AbortSignal.timeout(10_000) })
+      const body = (await res.json()) as { peerId?: unknown; multiaddrs?: unknown }
+      const addrs = Array.isArray(body.multiaddrs)
+        ? body.multiaddrs.filter((a): a is string => typeof a === 'string' && a.length < 200).slice(0, 32)
+        : []
+      if (body.peerId !== config.appliancePeerId || addrs.length === 0) return false
+      if (addrs.join() === appliance.addrs.join()) return false
+      appliance.addrs = addrs
+      await writeAgentConfig(options.dataDir, { ...config, applianceAddrs: addrs })
+      log.info({ addrs }, 'appliance addresses updated')
+      return true
+    } catch (err) {
+      log.debug({ err }, 'appliance health check failed')
+      return false
+    }
+  }
+
+  const fetchAssignment = async (): Promise<unknown> => {
+    try {
+      return await network!.control({ op: 'get-assignment' }, AbortSignal.timeout(30_000))
+    } catch (err) {
+      if (isPswError(err) && err.code === 'PSW_ERR_APPLIANCE_UNREACHABLE' && (await refreshApplianceAddrs())) {
+        return network!.control({ op: 'get-assignment' }, AbortSignal.timeout(30_000))
+      }
+      throw err
+    }
+  }
+
   const syncOnce = async () => {
     if (!network) throw new PswError('PSW_ERR_INTERNAL', 'agent not started')
     let assignment: Assignment | undefined
     try {
-      const envelope = await network.control({ op: 'get-assignment' }, AbortSignal.timeout(30_000))
+      const envelope = await fetchAssignment()
       if (envelope !== null) {
         assignment = await guard.acceptAssignment(envelope)
         assignmentVersion = assignment.version
@@ -207,7 +240,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       network = await startAgentNetwork({
         privateKey,
         listen: config.listen,
-        appliance: { peerId: config.appliancePeerId, addrs: config.applianceAddrs },
+        appliance,
         log: log.child({ component: 'agent:p2p' }),
       })
       log.info({ peerId: network.node.peerId, appliance: config.appliancePeerId }, 'agent started')

@@ -49,7 +49,7 @@ export const AgentConfigSchema = Type.Object(
     /** Chunk requests kept in flight to the appliance; memory ≈ this × chunk size. */
     requestWindow: Type.Integer({ minimum: 1, maximum: 64 }),
     /** Download rate cap in bytes per second; 0 = unlimited. */
-    downloadBytesPerSecond: Type.Integer({ minimum: 0 }),
+    downloadBytesPerSecond: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false },
 )

@@ -10,7 +10,8 @@ import type { TokenBucket } from '../shared/rate/token-bucket.ts'
 
 /** Anything that can deliver a verified chunk: the appliance, a peer (swarm issue). */
 export interface ChunkFetcher {
-  fetch(hashHex: string, length: number, signal: AbortSignal): Promise<Uint8Array>
+  /** Resolves with bytes matching `hashHex`; rejects PSW_ERR_PEER_TIMEOUT after `timeoutMs`. */
+  fetch(hashHex: string, length: number, options: { signal: AbortSignal; timeoutMs: number }): Promise<Uint8Array>
 }
 
 export interface DownloadOptions {
@@ -89,6 +90,7 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
   try {
     if ((await fh.stat()).size > size) await fh.truncate(size)
     let next = 0
+    let firstError: unknown
     // The first chunk that fails for good stops the other workers too.
     const stopAll = new AbortController()
     const outer = options.signal ? AbortSignal.any([options.signal, stopAll.signal]) : stopAll.signal
@@ -96,13 +98,15 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
       const len = chunkLength(index, size, chunkSize)
       for (let attempt = 1; ; attempt++) {
         outer.throwIfAborted()
-        const timeout = AbortSignal.timeout(requestTimeoutMs(len * options.window))
-        const signal = AbortSignal.any([outer, timeout])
         try {
-          return await options.fetcher.fetch(chunks[index]!, len, signal)
+          // Requests queue behind each other on the stream: allow for the whole window.
+          return await options.fetcher.fetch(chunks[index]!, len, {
+            signal: outer,
+            timeoutMs: requestTimeoutMs(len * options.window),
+          })
         } catch (err) {
           outer.throwIfAborted()
-          const code = isPswError(err) ? err.code : timeout.aborted ? 'PSW_ERR_PEER_TIMEOUT' : undefined
+          const code = isPswError(err) ? err.code : undefined
           log.warn({ chunk: index, attempt, code, err: isPswError(err) ? undefined : err }, 'chunk fetch failed')
           // The same source will send the same bad bytes: give up on it sooner.
           const integrity = code === 'PSW_ERR_CHUNK_HASH' || code === 'PSW_ERR_CHUNK_SIZE'
@@ -114,22 +118,35 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
         }
       }
     }
+    // A worker issues its next request while its last chunk is still being written; the
+    // writes in flight are capped at half the window, so memory stays ≈ 1.5 × window chunks.
+    const writes = new Set<Promise<void>>()
+    const maxWrites = Math.max(1, options.window >> 1)
+    const write = (index: number, data: Uint8Array) => {
+      const w = fh
+        .write(data, 0, data.byteLength, index * chunkSize)
+        .then(() => {
+          haveCount++
+          fetchedBytes += data.byteLength
+          options.onProgress?.({ have: haveCount, total: chunks.length, fetchedBytes })
+        })
+        .catch((err) => {
+          // Never left rejected without a handler: record it and stop everything.
+          firstError ??= mapFsError(err, 'writing a chunk')
+          stopAll.abort(firstError)
+        })
+        .finally(() => writes.delete(w))
+      writes.add(w)
+    }
     const worker = async () => {
       while (next < missing.length && !outer.aborted) {
         const index = missing[next++]!
         await options.rateLimit?.take(chunkLength(index, size, chunkSize), outer)
         const data = await fetchOne(index)
-        try {
-          await fh.write(data, 0, data.byteLength, index * chunkSize)
-        } catch (err) {
-          throw mapFsError(err, 'writing a chunk')
-        }
-        haveCount++
-        fetchedBytes += data.byteLength
-        options.onProgress?.({ have: haveCount, total: chunks.length, fetchedBytes })
+        while (writes.size >= maxWrites) await Promise.race(writes)
+        write(index, data)
       }
     }
-    let firstError: unknown
     const workers = Array.from({ length: Math.min(options.window, Math.max(1, missing.length)) }, () =>
       worker().catch((err) => {
         firstError ??= err
@@ -137,6 +154,7 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
       }),
     )
     await Promise.all(workers)
+    await Promise.all([...writes])
     if (firstError !== undefined) throw firstError
     options.signal?.throwIfAborted()
     await fh.sync()

@@ -1,5 +1,6 @@
 import type { PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'
+import { ProtocolError } from '../shared/errors.ts'
 import { createP2PNode, type P2PNode } from '../shared/p2p/p2p-node.ts'
 import { ChunkClient } from '../shared/protocol/chunk-client.ts'
 import { CHUNK_PROTOCOL } from '../shared/protocol/chunk-codec.ts'
@@ -9,6 +10,7 @@ import type { ChunkFetcher } from './downloader.ts'
 export interface AgentNetworkDeps {
   privateKey: PrivateKey
   listen: string[]
+  /** The appliance's PeerId (pinned) and its last known addresses (may be updated). */
   appliance: { peerId: string; addrs: string[] }
   log: Logger
 }
@@ -37,7 +39,14 @@ export async function startAgentNetwork(deps: AgentNetworkDeps): Promise<AgentNe
   return {
     node,
     async control(request, signal) {
-      const stream = await node.openStream(appliance.peerId, appliance.addrs, CONTROL_PROTOCOL, signal)
+      let stream: Awaited<ReturnType<P2PNode['openStream']>>
+      try {
+        stream = await node.openStream(appliance.peerId, appliance.addrs, CONTROL_PROTOCOL, signal)
+      } catch (err) {
+        throw new ProtocolError('PSW_ERR_APPLIANCE_UNREACHABLE', `cannot reach the appliance over libp2p`, {
+          cause: err,
+        })
+      }
       return controlCall(stream, request, signal)
     },
     applianceFetcher() {
@@ -48,18 +57,20 @@ export async function startAgentNetwork(deps: AgentNetworkDeps): Promise<AgentNe
           .then((s) => new ChunkClient(s))
           .catch((err) => {
             client = undefined
-            throw err
+            throw new ProtocolError('PSW_ERR_APPLIANCE_UNREACHABLE', 'cannot open a chunk stream to the appliance', {
+              cause: err,
+            })
           })
         return client
       }
       return {
-        async fetch(hash, length, signal) {
-          const c = await current()
+        async fetch(hash, length, options) {
+          let c = await current()
           if (c.closed) {
             client = undefined
-            return (await current()).fetch(hash, length, { signal })
+            c = await current()
           }
-          return c.fetch(hash, length, { signal })
+          return c.fetch(hash, length, options)
         },
         async close() {
           const c = await client?.catch(() => undefined)

@@ -1,13 +1,8 @@
 #!/usr/bin/env node
-// The patchswarm CLI. Sources are TypeScript run through tsx; the polyfill loads first.
-import { register } from 'tsx/esm/api'
+// The patchswarm CLI launcher: runs the bundled dist/patchswarm.mjs, (re)building it first
+// when it is missing or older than the sources, so a fresh clone needs no build step.
+import { pathToFileURL } from 'node:url'
+import { build, DIST, isStale } from './build.js'
 
-register()
-await import('../shared/polyfill.ts')
-const { createProgram, runProgram } = await import('../shared/cli/program.ts')
-const { registerApplianceCommands } = await import('../appliance/cli/commands.ts')
-const { registerAgentCommands } = await import('../agent/cli/commands.ts')
-const program = createProgram('0.1.0')
-registerApplianceCommands(program)
-registerAgentCommands(program)
-process.exitCode = await runProgram(program, process.argv.slice(2))
+if (isStale()) await build()
+await import(pathToFileURL(DIST).href)

@@ -60,12 +60,17 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
       throw new AuthError('PSW_ERR_UNAUTHORIZED', 'admin token required')
   }
 
-  app.get('/api/v1/health', async () => ({
-    status: 'ok',
-    version: APP_VERSION,
-    peerId: (await deps.status()).peerId,
-    uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
-  }))
+  // Public: agents use it to find the appliance's current libp2p addresses.
+  app.get('/api/v1/health', async () => {
+    const s = await deps.status()
+    return {
+      status: 'ok',
+      version: APP_VERSION,
+      peerId: s.peerId,
+      multiaddrs: s.multiaddrs,
+      uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+    }
+  })
 
   app.post('/api/v1/enroll', { schema: { body: EnrollRequestSchema }, bodyLimit: 64 << 10 }, async (request) =>
     core.enrollment.enroll(request.body),

@@ -11,6 +11,8 @@ export interface ByteStream extends AsyncIterable<Uint8Array | Uint8ArrayList> {
   addEventListener(type: 'drain' | 'close', listener: () => void, options?: { once?: boolean }): void
   removeEventListener(type: 'drain' | 'close', listener: () => void): void
   readonly status: string
+  /** Bytes queued in the stream, not yet handed to the connection. */
+  readonly writeBufferLength: number
 }
 
 /**
@@ -31,4 +33,27 @@ export async function sendWithBackpressure(stream: ByteStream, data: Uint8Array)
     stream.addEventListener('drain', onDrain, { once: true })
     stream.addEventListener('close', onClose, { once: true })
   })
+}
+
+/**
+ * Queues `data` and returns once at most `highWaterBytes` remain queued in the stream. Unlike
+ * waiting for every send to drain, this keeps the next message queued behind the current
+ * one, so the connection never idles between messages (a stop-and-wait gap per chunk).
+ */
+export async function sendKeepingQueued(stream: ByteStream, data: Uint8Array, highWaterBytes: number): Promise<void> {
+  stream.send(data)
+  while (stream.writeBufferLength > highWaterBytes) {
+    await new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        stream.removeEventListener('close', onClose)
+        resolve()
+      }
+      const onClose = () => {
+        stream.removeEventListener('drain', onDrain)
+        reject(new Error('stream closed while waiting for drain'))
+      }
+      stream.addEventListener('drain', onDrain, { once: true })
+      stream.addEventListener('close', onClose, { once: true })
+    })
+  }
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { webcrypto } from 'node:crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { IntegrityError, ProtocolError } from '../errors.ts'
 import type { ByteStream } from './byte-stream.ts'
@@ -52,13 +52,32 @@ export class ChunkClient {
   }
 
   /** Requests one chunk; resolves with verified bytes. */
-  fetch(hashHex: string, length: number, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+  fetch(
+    hashHex: string,
+    length: number,
+    options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(this.#closed)
     const id = this.#nextId
     this.#nextId = (this.#nextId % 0xffff_fffe) + 1
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
     const entry: Pending = { hash: hashHex, length, resolve, reject, filled: 0 }
     this.#pending.set(id, entry)
+    if (options.timeoutMs !== undefined) {
+      const timer = setTimeout(
+        () =>
+          this.#cancel(
+            id,
+            new ProtocolError(
+              'PSW_ERR_PEER_TIMEOUT',
+              `chunk ${hashHex.slice(0, 12)} timed out after ${options.timeoutMs} ms`,
+            ),
+          ),
+        options.timeoutMs,
+      )
+      const clear = () => clearTimeout(timer)
+      promise.then(clear, clear)
+    }
     const signal = options.signal
     if (signal) {
       const onAbort = () => this.#cancel(id, signal.reason instanceof Error ? signal.reason : new Error('aborted'))
@@ -174,10 +193,14 @@ export class ChunkClient {
   #complete(id: number, p: Pending): void {
     this.#pending.delete(id)
     const body = p.body!
-    if (createHash('sha256').update(body).digest('hex') !== p.hash) {
-      p.reject(new IntegrityError('PSW_ERR_CHUNK_HASH', `chunk ${p.hash.slice(0, 12)} failed its hash check`))
-    } else {
-      p.resolve(body)
-    }
+    // WebCrypto hashes on the libuv thread pool: the event loop keeps decrypting and
+    // parsing the next chunk meanwhile.
+    webcrypto.subtle.digest('SHA-256', body).then(
+      (digest) => {
+        if (Buffer.from(digest).toString('hex') === p.hash) p.resolve(body)
+        else p.reject(new IntegrityError('PSW_ERR_CHUNK_HASH', `chunk ${p.hash.slice(0, 12)} failed its hash check`))
+      },
+      (err) => p.reject(err instanceof Error ? err : new Error(String(err))),
+    )
   }
 }

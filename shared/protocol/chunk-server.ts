@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { isPswError } from '../errors.ts'
 import { silentLogger } from '../log.ts'
-import { type ByteStream, sendWithBackpressure } from './byte-stream.ts'
+import { type ByteStream, sendKeepingQueued } from './byte-stream.ts'
 import {
   ChunkErrorReason,
   type ChunkRequest,
@@ -99,7 +99,8 @@ export async function serveChunkStream(stream: ByteStream, options: ChunkServerO
         continue
       }
       stream.send(encodeDataHeader(head.request.id, data.byteLength))
-      await sendWithBackpressure(stream, data)
+      // Keep about one more chunk queued so the connection never idles between chunks.
+      await sendKeepingQueued(stream, data, data.byteLength)
       options.onServed?.(data.byteLength)
     }
     if (stream.status === 'open') await stream.close()

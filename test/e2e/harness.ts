@@ -25,8 +25,8 @@ export class CliProcess {
   readonly exited: Promise<number | null>
   #waiters: Array<{ test: (line: string) => boolean; resolve: (line: string) => void }> = []
 
-  constructor(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-    this.child = spawn(process.execPath, [CLI, ...args], {
+  constructor(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}) {
+    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
       cwd: options.cwd ?? REPO,
       env: { ...process.env, PATCHSWARM_LOG_LEVEL: 'info', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -159,17 +159,11 @@ export interface RunningAppliance {
 }
 
 /** Starts `patchswarm appliance start` on 127.0.0.1 with port 0 for HTTP and libp2p. */
-export async function startAppliance(dataDir: string): Promise<RunningAppliance> {
-  const proc = new CliProcess([
-    'appliance',
-    'start',
-    '--data',
-    dataDir,
-    '--http-port',
-    '0',
-    '--p2p-listen',
-    '/ip4/127.0.0.1/tcp/0',
-  ])
+export async function startAppliance(dataDir: string, nodeArgs?: string[]): Promise<RunningAppliance> {
+  const proc = new CliProcess(
+    ['appliance', 'start', '--data', dataDir, '--http-port', '0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0'],
+    { nodeArgs },
+  )
   await proc.waitForLine((l) => l.startsWith('patchswarm appliance running'), 'appliance start')
   const info = JSON.parse(await readFile(join(dataDir, 'run.json'), 'utf8')) as RunInfo
   return { proc, info, dataDir }
