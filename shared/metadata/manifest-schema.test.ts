@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest'
+import { type Manifest, validateManifest } from './manifest-schema.ts'
+
+const H = (c: string) => c.repeat(64)
+const base: Manifest = {
+  type: 'patchswarm/manifest',
+  specVersion: 1,
+  bundleId: H('a'),
+  version: 1,
+  created: '2026-11-23T12:00:00.000Z',
+  expires: '2027-02-21T12:00:00.000Z',
+  patch: {
+    name: 'openssl-fix',
+    vendor: 'local',
+    product: 'openssl',
+    version: '3.0.13-1',
+    classification: 'security',
+    severity: 'high',
+    cves: ['CVE-2024-0727'],
+    supersedes: [],
+    requires: [],
+    platform: { os: 'linux', arch: 'x64' },
+  },
+  install: { type: 'files', targetRoot: '/opt/openssl', maxRunSeconds: 600 },
+  rollback: { type: 'files-backup' },
+  content: { size: 65537, chunkSize: 65536, sha256: H('a'), chunks: [H('b'), H('c')] },
+}
+
+describe('manifest validation', () => {
+  it('accepts a consistent manifest', () => {
+    expect(validateManifest(structuredClone(base)).bundleId).toBe(H('a'))
+  })
+
+  it.each([
+    ['chunk count does not match the size', { content: { ...base.content, chunks: [H('b')] } }],
+    ['chunk size not a power of two', { content: { ...base.content, chunkSize: 65536 + 4096 } }],
+    ['bundleId differs from the content hash', { bundleId: H('d') }],
+    ['expires before created', { expires: '2026-01-01T00:00:00.000Z' }],
+    ['unknown field', { extra: true }],
+    ['bad CVE id', { patch: { ...base.patch, cves: ['CVE-24-1'] } }],
+    ['unknown installer', { install: { ...base.install, type: 'msi' } }],
+    ['uppercase hash', { content: { ...base.content, sha256: 'A'.repeat(64) } }],
+    ['negative size', { content: { ...base.content, size: -1 } }],
+  ])('refuses a manifest whose %s', (_what, change) => {
+    expect(() => validateManifest({ ...structuredClone(base), ...change })).toThrow(
+      expect.objectContaining({ code: 'PSW_ERR_MANIFEST_INVALID' }),
+    )
+  })
+})
