@@ -71,7 +71,12 @@ describe('downloader', () => {
     const r = await downloadBundle({
       manifest,
       partPath: join(dir, 'b.part'),
-      fetcher: { fetch: async (h) => (asked.push(h), byHash.get(h)!) },
+      fetcher: {
+        fetch: async (h) => {
+          asked.push(h)
+          return byHash.get(h)!
+        },
+      },
       window: 3,
       log: silentLogger(),
     })

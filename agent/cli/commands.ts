@@ -1,8 +1,16 @@
-import type { Command } from 'commander'
+import { type Command, InvalidArgumentError } from 'commander'
 import { collect, parseIntOption, untilSignal } from '../../shared/cli/program.ts'
 
 const out = (line = ''): void => {
   process.stdout.write(`${line}\n`)
+}
+
+function parsePollSeconds(value: string): number {
+  const n = Number(value)
+  if (!Number.isFinite(n) || n < 0.05 || n > 86_400) {
+    throw new InvalidArgumentError('--poll-seconds must be a number between 0.05 and 86400')
+  }
+  return n
 }
 
 /** `patchswarm agent …` */
@@ -53,7 +61,11 @@ export function registerAgentCommands(program: Command): void {
     .command('start')
     .description('run the agent: fetch signed assignments, download, verify, install, report')
     .requiredOption('--data <dir>', 'agent data directory')
-    .option('--poll-seconds <n>', 'seconds between assignment checks (default from config: 30)', Number)
+    .option(
+      '--poll-seconds <n>',
+      'seconds between assignment checks, 0.05-86400 (default from config: 30)',
+      parsePollSeconds,
+    )
     .option('--once', 'run one cycle and exit')
     .option(
       '--max-download-rate <bytes/s>',
@@ -73,6 +85,7 @@ export function registerAgentCommands(program: Command): void {
         log,
         pollSeconds: o.pollSeconds,
         once: o.once,
+        downloadBytesPerSecond: o.maxDownloadRate,
       })
       await a.start()
       if (o.once) {

@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander'
+import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { isPswError } from '../errors.ts'
 
 /** The `patchswarm` root command; each program adds its subcommands. */
@@ -42,8 +42,7 @@ export function collect(value: string, previous: string[] = []): string[] {
 export function parseIntOption(name: string) {
   return (value: string): number => {
     const n = Number(value)
-    if (!Number.isInteger(n) || n < 0)
-      throw new CommanderError(2, 'commander.invalidArgument', `${name} must be a non-negative integer`)
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`)
     return n
   }
 }

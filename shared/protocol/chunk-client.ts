@@ -18,6 +18,7 @@ interface Pending {
   resolve: (data: Uint8Array) => void
   reject: (err: Error) => void
   body?: Buffer
+  into?: Buffer
   filled: number
 }
 
@@ -51,17 +52,20 @@ export class ChunkClient {
     return this.#pending.size
   }
 
-  /** Requests one chunk; resolves with verified bytes. */
+  /**
+   * Requests one chunk; resolves with verified bytes. With `into`, the bytes are received
+   * into that buffer (≥ length) instead of a fresh one, so a caller can recycle buffers.
+   */
   fetch(
     hashHex: string,
     length: number,
-    options: { signal?: AbortSignal; timeoutMs?: number } = {},
+    options: { signal?: AbortSignal; timeoutMs?: number; into?: Buffer } = {},
   ): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(this.#closed)
     const id = this.#nextId
     this.#nextId = (this.#nextId % 0xffff_fffe) + 1
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
-    const entry: Pending = { hash: hashHex, length, resolve, reject, filled: 0 }
+    const entry: Pending = { hash: hashHex, length, resolve, reject, filled: 0, into: options.into }
     this.#pending.set(id, entry)
     if (options.timeoutMs !== undefined) {
       const timer = setTimeout(
@@ -168,7 +172,12 @@ export class ChunkClient {
           throw new IntegrityError('PSW_ERR_CHUNK_SIZE', `peer sent ${length} bytes for a ${expected}-byte chunk`)
         }
         this.#cancelled.delete(id)
-        if (pending) pending.body = Buffer.allocUnsafe(length)
+        if (pending) {
+          pending.body =
+            pending.into && pending.into.byteLength >= length
+              ? pending.into.subarray(0, length)
+              : Buffer.allocUnsafe(length)
+        }
         this.#current = { id, remaining: length, pending }
       } else if (type === MSG_ERROR) {
         if (this.#buf.byteLength < ERROR_BYTES) return

@@ -106,7 +106,9 @@ try {
     if (assigned.code !== 0) throw new Error(assigned.stderr)
 
     say('agent downloading from the appliance')
-    const agent = new CliProcess(['agent', 'start', '--data', agentDir, '--once'])
+    const agent = new CliProcess(['agent', 'start', '--data', agentDir, '--once'], {
+      nodeArgs: process.env.BENCH_AGENT_NODE_ARGS?.split(' '),
+    })
     let peak = 0
     const poll = setInterval(() => {
       void peakRss(agent.child.pid!).then((v) => {
@@ -114,9 +116,12 @@ try {
       })
     }, 25)
     const done = await agent.waitForLog('download complete and verified', () => true, 600_000)
-    peak = Math.max(peak, await peakRss(agent.child.pid!))
+    const downloadPeak = await peakRss(agent.child.pid!)
+    say(`agent peak RSS at the end of the download: ${(downloadPeak / 1048576).toFixed(0)} MiB`)
+    peak = Math.max(peak, downloadPeak)
     const code = await agent.exited
     clearInterval(poll)
+    say(`agent peak RSS over the whole run (download + install): ${(peak / 1048576).toFixed(0)} MiB`)
     if (code !== 0) throw new Error(`agent failed:\n${agent.tail()}`)
     const seconds = Number(done.seconds)
 
