@@ -42,6 +42,20 @@ export interface Agent {
   stop(): Promise<void>
 }
 
+const OS: Record<string, string> = { linux: 'linux', win32: 'windows', darwin: 'darwin' }
+const ARCH: Record<string, string> = { x64: 'x64', arm64: 'arm64' }
+
+/** Refuses a manifest for another OS or architecture than this endpoint's. */
+function checkPlatform(manifest: Manifest): void {
+  const { os, arch } = manifest.patch.platform
+  if ((os !== 'any' && os !== OS[process.platform]) || (arch !== 'any' && arch !== ARCH[process.arch])) {
+    throw new InstallError(
+      'PSW_ERR_INSTALLER_UNSUPPORTED',
+      `bundle is for ${os}/${arch}, this endpoint is ${process.platform}/${process.arch}`,
+    )
+  }
+}
+
 const errorInfo = (err: unknown) =>
   isPswError(err)
     ? { code: err.code, message: err.message.slice(0, 2000) }
@@ -108,8 +122,12 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
     let manifest: Manifest
     try {
-      const envelope = await network!.control({ op: 'get-manifest', bundleId: entry.bundleId })
+      const envelope = await network!.control(
+        { op: 'get-manifest', bundleId: entry.bundleId },
+        AbortSignal.timeout(30_000),
+      )
       manifest = await guard.acceptManifest(envelope, { bundleId: entry.bundleId, version: entry.manifestVersion })
+      checkPlatform(manifest)
     } catch (err) {
       refused = errorInfo(err)
       log.warn({ bundleId: entry.bundleId, ...refused }, 'manifest refused')
@@ -150,6 +168,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       log.info({ bundleId: manifest.bundleId.slice(0, 12), ...result }, 'download complete and verified')
       await report()
       await states.put({ ...state, state: 'installing' })
+      // The same content under a newer manifest, or a crash between the installer's commit
+      // and ours: the bytes are already in place.
+      if ((await installer.status(manifest.bundleId)) === 'installed') {
+        await states.put({ ...state, state: 'installed' })
+        await rm(partPath, { force: true })
+        return
+      }
       const targetRoot = targetFor(manifest)
       await mkdir(targetRoot, { recursive: true })
       await installer.install({
@@ -158,7 +183,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         openVerified: () => readVerified(partPath, manifest),
       })
       await states.put({ ...state, state: 'installed' })
-      log.info({ bundleId: manifest.bundleId.slice(0, 12), name: manifest.patch.name }, 'bundle installed')
+      // Installed: the downloaded copy is not needed any more (the swarm issue will keep
+      // it while peers still need it).
+      await rm(partPath, { force: true })
+      log.info({ bundleId: manifest.bundleId.slice(0, 12), patch: manifest.patch.name }, 'bundle installed')
     } catch (err) {
       if (stopping.signal.aborted) return
       const error = errorInfo(err)

@@ -4,14 +4,7 @@ import { hostname as osHostname } from 'node:os'
 import { dirname } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { type Static, Type } from '@sinclair/typebox'
-import {
-  EnrollmentError,
-  ERROR_CODES,
-  type ErrorCode,
-  isPswError,
-  ProtocolError,
-  StateError,
-} from '../shared/errors.ts'
+import { EnrollmentError, isErrorCode, isPswError, ProtocolError, StateError } from '../shared/errors.ts'
 import { PeerIdString } from '../shared/metadata/common-schema.ts'
 import { compileChecker } from '../shared/metadata/schema-check.ts'
 import { createPrivateKey, privateKeyFromBytes, privateKeyToBytes } from '../shared/p2p/p2p-node.ts'
@@ -93,7 +86,7 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentConfig> 
   }
   if (!res.ok) {
     const e = body as { code?: string; message?: string }
-    const code = (e.code && e.code in ERROR_CODES ? e.code : 'PSW_ERR_PROTOCOL') as ErrorCode
+    const code = isErrorCode(e.code) ? e.code : 'PSW_ERR_PROTOCOL'
     throw new EnrollmentError(code, e.message ?? `enrollment failed with HTTP ${res.status}`)
   }
   const reply = responseChecker.check(body, 'enrollment response')

@@ -1,9 +1,25 @@
 import { createHash } from 'node:crypto'
-import { TrustError } from '../shared/errors.ts'
-import { ASSIGNMENT_TYPE, type Assignment, validateAssignment } from '../shared/metadata/assignment-schema.ts'
+import { TrustError, ValidationError } from '../shared/errors.ts'
+import {
+  ASSIGNMENT_TYPE,
+  type Assignment,
+  MAX_ASSIGNMENT_BYTES,
+  validateAssignment,
+} from '../shared/metadata/assignment-schema.ts'
 import { checkNotOlder, signingBytes, verifyEnvelope } from '../shared/metadata/envelope.ts'
-import { MANIFEST_TYPE, type Manifest, validateManifest } from '../shared/metadata/manifest-schema.ts'
+import {
+  MANIFEST_TYPE,
+  MAX_MANIFEST_BYTES,
+  type Manifest,
+  validateManifest,
+} from '../shared/metadata/manifest-schema.ts'
 import type { StateDb } from '../shared/store/state-db.ts'
+
+/** Signed documents arrive parsed; their encoded size still has a limit (endless data). */
+function limitSize(doc: unknown, max: number, what: string): void {
+  const size = Buffer.byteLength(JSON.stringify(doc) ?? '')
+  if (size > max) throw new ValidationError('PSW_ERR_TOO_LARGE', `${what} is ${size} bytes, limit ${max}`)
+}
 
 interface Seen {
   version: number
@@ -29,6 +45,7 @@ export class MetadataGuard {
   }
 
   async acceptAssignment(envelope: unknown): Promise<Assignment> {
+    limitSize(envelope, MAX_ASSIGNMENT_BYTES, 'assignment')
     const { value } = verifyEnvelope(envelope, {
       type: ASSIGNMENT_TYPE,
       rootPem: this.#rootPem,
@@ -43,6 +60,7 @@ export class MetadataGuard {
   }
 
   async acceptManifest(envelope: unknown, expected: { bundleId: string; version: number }): Promise<Manifest> {
+    limitSize(envelope, MAX_MANIFEST_BYTES, 'manifest')
     const { value } = verifyEnvelope(envelope, {
       type: MANIFEST_TYPE,
       rootPem: this.#rootPem,
@@ -52,7 +70,7 @@ export class MetadataGuard {
     if (value.bundleId !== expected.bundleId || value.version !== expected.version) {
       // Mix-and-match: the assignment pins the exact manifest it means.
       throw new TrustError(
-        'PSW_ERR_METADATA_ROLLBACK',
+        'PSW_ERR_METADATA_MISMATCH',
         `manifest ${value.bundleId.slice(0, 12)} v${value.version} is not the v${expected.version} the assignment names`,
       )
     }

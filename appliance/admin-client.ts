@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
-import { ERROR_CODES, type ErrorCode, hasCode, ProtocolError, PswError, StoreError } from '../shared/errors.ts'
+import { type ErrorCode, hasCode, isErrorCode, ProtocolError, PswError, StoreError } from '../shared/errors.ts'
 import type { RunInfo } from './appliance.ts'
 import type { AssignResult } from './assignments.ts'
 import type { BundleRecord } from './catalog.ts'
@@ -125,7 +125,7 @@ function remoteAdmin(info: RunInfo, token: string): AdminClient {
   }
 }
 
-const knownCode = (code: string): ErrorCode => (code in ERROR_CODES ? (code as ErrorCode) : 'PSW_ERR_INTERNAL')
+const knownCode = (code: string): ErrorCode => (isErrorCode(code) ? code : 'PSW_ERR_INTERNAL')
 
 async function toError(res: Response): Promise<PswError> {
   const body = (await res.json().catch(() => ({}))) as { code?: string; message?: string }

@@ -103,7 +103,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           multiaddrs: node.multiaddrs(),
         }
         await writeFileDurable(core.layout.runInfo, `${JSON.stringify(info, null, 2)}\n`)
-        log.info(info, 'appliance started')
+        log.info({ httpUrl: info.httpUrl, peerId: info.peerId, multiaddrs: info.multiaddrs }, 'appliance started')
         return info
       } catch (err) {
         await appliance.stop()

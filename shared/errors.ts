@@ -1,7 +1,7 @@
 /**
  * Every failure patchswarm reports carries a stable code from this registry. Clients and
  * tests match on `code`, never on the message. `docs/errors.md` lists the same codes; a test
- * (test/errors-doc.test.ts) keeps the two in sync.
+ * (test/docs-sync.test.ts) keeps the two in sync (regenerate with `npm run docs:errors`).
  */
 export const ERROR_CODES = {
   // generic input / API
@@ -37,6 +37,10 @@ export const ERROR_CODES = {
     status: 400,
     summary: 'Signed metadata is older than a version already seen (rollback attack).',
   },
+  PSW_ERR_METADATA_MISMATCH: {
+    status: 400,
+    summary: 'Signed documents disagree: a manifest is not the exact version its assignment names (mix-and-match).',
+  },
 
   // PKI
   PSW_ERR_CERT_INVALID: { status: 400, summary: 'A certificate cannot be parsed or is malformed.' },
@@ -67,7 +71,7 @@ export const ERROR_CODES = {
   PSW_ERR_BUNDLE_HASH: { status: 422, summary: 'The assembled bundle does not match its signed SHA-256.' },
   PSW_ERR_BUNDLE_METADATA: {
     status: 422,
-    summary: 'The bundle metadata entry is missing, malformed or disagrees with the manifest.',
+    summary: 'The bundle metadata entry (bundle.json) is missing, malformed, or disagrees with the archive.',
   },
   PSW_ERR_INGEST_SOURCE: {
     status: 400,
@@ -116,7 +120,7 @@ export const ERROR_CODES = {
   // install
   PSW_ERR_INSTALLER_UNSUPPORTED: {
     status: 400,
-    summary: 'The manifest names an installer this agent does not support.',
+    summary: 'The manifest names an installer or a platform (OS, architecture) this agent does not support.',
   },
   PSW_ERR_INSTALL_FAILED: { status: 500, summary: 'The installer failed; the device was rolled back.' },
   PSW_ERR_ROLLBACK_FAILED: { status: 500, summary: 'Rolling back an install failed; manual attention needed.' },
@@ -171,6 +175,11 @@ export class AuthError extends PswError {}
 export class InstallError extends PswError {}
 /** Lookups and state conflicts. */
 export class StateError extends PswError {}
+
+/** Whether `code` is a known error code (an own property of the registry, not e.g. 'toString'). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code)
+}
 
 export function isPswError(err: unknown): err is PswError {
   return err instanceof PswError

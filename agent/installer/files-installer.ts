@@ -98,7 +98,7 @@ const failed = (message: string, cause?: unknown) =>
 /** Creates the `files` installer. */
 export function createFilesInstaller(options: FilesInstallerOptions): FilesInstaller {
   const { stateDir, limits, faultHook } = options
-  const log = (options.log ?? silentLogger()).child({ component: 'agent:installer:files' })
+  const log = options.log ?? silentLogger()
   let queue: Promise<unknown> = Promise.resolve()
   /** One operation at a time per installer: installs and rollbacks share target trees. */
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {

@@ -86,14 +86,14 @@ export async function chunkAndHash(
   const chunks: string[] = []
   let size = 0
   for await (const chunk of rechunk(input, chunkSize)) {
+    if (chunks.length >= MAX_CHUNKS) {
+      throw new ValidationError('PSW_ERR_TOO_LARGE', `content has more than ${MAX_CHUNKS} chunks of ${chunkSize} bytes`)
+    }
     whole.update(chunk)
     const hash = sha256Hex(chunk)
     if (onChunk) await onChunk(chunks.length, hash, chunk)
     chunks.push(hash)
     size += chunk.byteLength
-    if (chunks.length > MAX_CHUNKS) {
-      throw new ValidationError('PSW_ERR_TOO_LARGE', `content has more than ${MAX_CHUNKS} chunks of ${chunkSize} bytes`)
-    }
   }
   return { size, chunkSize, sha256: whole.digest('hex'), chunks }
 }

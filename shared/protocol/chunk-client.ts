@@ -30,7 +30,10 @@ interface Pending {
 export class ChunkClient {
   readonly #stream: ByteStream
   readonly #pending = new Map<number, Pending>()
-  /** Ids cancelled by us whose data may still arrive: id → expected length. */
+  /**
+   * Ids cancelled by us whose answer is still due: id → expected length. The server answers
+   * every request once (its data, or an error such as CANCELLED); the entry goes then.
+   */
   readonly #cancelled = new Map<number, number>()
   readonly #buf = new Uint8ArrayList()
   #nextId = 1

@@ -23,6 +23,8 @@ export const ChunkErrorReason = {
   BAD_REQUEST: 2,
   TOO_MANY_REQUESTS: 3,
   INTERNAL: 4,
+  /** Answer to a CANCEL of a request that was still queued: every request gets one answer. */
+  CANCELLED: 5,
 } as const
 export type ChunkErrorReasonCode = (typeof ChunkErrorReason)[keyof typeof ChunkErrorReason]
 

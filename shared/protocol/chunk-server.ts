@@ -59,7 +59,11 @@ export async function serveChunkStream(stream: ByteStream, options: ChunkServerO
         for (const msg of decoder.push(data)) {
           if (msg.type === 'cancel') {
             const i = queue.findIndex((q) => q.request.id === msg.id)
-            if (i > 0) queue.splice(i, 1) // index 0 may already be on the wire
+            // Index 0 may already be on the wire and is answered with its data.
+            if (i > 0) {
+              queue.splice(i, 1)
+              stream.send(encodeError(msg.id, ChunkErrorReason.CANCELLED))
+            }
           } else if (queue.length >= maxQueued) {
             stream.send(encodeError(msg.request.id, ChunkErrorReason.TOO_MANY_REQUESTS))
           } else {

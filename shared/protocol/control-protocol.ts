@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { ERROR_CODES, type ErrorCode, isPswError, ProtocolError } from '../errors.ts'
+import { isErrorCode, isPswError, ProtocolError } from '../errors.ts'
 import { Sha256Hex } from '../metadata/common-schema.ts'
 import { compileChecker, parseJsonLimited } from '../metadata/schema-check.ts'
 import { type ByteStream, sendWithBackpressure } from './byte-stream.ts'
@@ -77,6 +77,18 @@ export type BundleReportT = Static<typeof BundleReport>
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } }
 
 const requestChecker = compileChecker(ControlRequestSchema)
+const responseChecker = compileChecker(
+  Type.Union([
+    Type.Object({ ok: Type.Literal(true), result: Type.Unknown() }),
+    Type.Object({
+      ok: Type.Literal(false),
+      error: Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 4000 }) }),
+    }),
+  ]),
+)
+
+/** A peer must send its whole request within this time after opening the stream. */
+export const CONTROL_REQUEST_TIMEOUT_MS = 10_000
 
 function frame(value: unknown): Uint8Array {
   const body = Buffer.from(JSON.stringify(value), 'utf8')
@@ -88,23 +100,35 @@ function frame(value: unknown): Uint8Array {
 
 /** Reads exactly one length-prefixed frame, refusing one longer than `maxBytes` from its header. */
 export async function readFrame(stream: ByteStream, maxBytes: number, signal?: AbortSignal): Promise<Uint8Array> {
-  const buf = new Uint8ArrayList()
-  let expected: number | undefined
-  for await (const data of stream) {
-    signal?.throwIfAborted()
-    buf.append(data)
-    if (expected === undefined && buf.byteLength >= 4) {
-      expected = buf.getUint32(0)
-      if (expected > maxBytes) {
-        throw new ProtocolError('PSW_ERR_MESSAGE_TOO_LARGE', `control message of ${expected} bytes, limit ${maxBytes}`)
+  // A stalled peer sends nothing, so the loop below would never look at the signal: abort
+  // the stream itself when it fires (slow-retrieval defence).
+  const onAbort = () => stream.abort(new ProtocolError('PSW_ERR_PEER_TIMEOUT', 'control message timed out'))
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const buf = new Uint8ArrayList()
+    let expected: number | undefined
+    for await (const data of stream) {
+      signal?.throwIfAborted()
+      buf.append(data)
+      if (expected === undefined && buf.byteLength >= 4) {
+        expected = buf.getUint32(0)
+        if (expected > maxBytes) {
+          throw new ProtocolError(
+            'PSW_ERR_MESSAGE_TOO_LARGE',
+            `control message of ${expected} bytes, limit ${maxBytes}`,
+          )
+        }
+      }
+      if (expected !== undefined && buf.byteLength >= 4 + expected) {
+        if (buf.byteLength > 4 + expected) throw new ProtocolError('PSW_ERR_PROTOCOL', 'trailing bytes after message')
+        return buf.subarray(4, 4 + expected)
       }
     }
-    if (expected !== undefined && buf.byteLength >= 4 + expected) {
-      if (buf.byteLength > 4 + expected) throw new ProtocolError('PSW_ERR_PROTOCOL', 'trailing bytes after message')
-      return buf.subarray(4, 4 + expected)
-    }
+    if (signal?.aborted) throw new ProtocolError('PSW_ERR_PEER_TIMEOUT', 'control message timed out')
+    throw new ProtocolError('PSW_ERR_PROTOCOL', 'stream ended before a complete message')
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
   }
-  throw new ProtocolError('PSW_ERR_PROTOCOL', 'stream ended before a complete message')
 }
 
 /** Client: sends one request, returns the result or throws the remote error with its code. */
@@ -112,10 +136,15 @@ export async function controlCall(stream: ByteStream, request: ControlRequest, s
   try {
     await sendWithBackpressure(stream, frame(request))
     const raw = await readFrame(stream, MAX_CONTROL_RESPONSE_BYTES, signal)
-    const response = parseJsonLimited(raw, MAX_CONTROL_RESPONSE_BYTES, 'control response') as ControlResponse
-    if (response && response.ok === true) return response.result
-    const code = response?.ok === false && response.error.code in ERROR_CODES ? response.error.code : 'PSW_ERR_PROTOCOL'
-    throw new ProtocolError(code as ErrorCode, response?.ok === false ? response.error.message : 'malformed response')
+    const response = responseChecker.check(
+      parseJsonLimited(raw, MAX_CONTROL_RESPONSE_BYTES, 'control response'),
+      'control response',
+    )
+    if (response.ok) return response.result
+    throw new ProtocolError(
+      isErrorCode(response.error.code) ? response.error.code : 'PSW_ERR_PROTOCOL',
+      response.error.message,
+    )
   } finally {
     await stream.close().catch(() => {})
   }
@@ -128,7 +157,7 @@ export async function serveControl(
 ): Promise<void> {
   let response: ControlResponse
   try {
-    const raw = await readFrame(stream, MAX_CONTROL_REQUEST_BYTES)
+    const raw = await readFrame(stream, MAX_CONTROL_REQUEST_BYTES, AbortSignal.timeout(CONTROL_REQUEST_TIMEOUT_MS))
     const request = requestChecker.check(parseJsonLimited(raw, MAX_CONTROL_REQUEST_BYTES, 'control request'), 'request')
     response = { ok: true, result: await handler(request) }
   } catch (err) {
