@@ -54,7 +54,7 @@ export class Assignments {
       const { catalog, devices, db, clock, signer, log } = this.#deps
       const bundle = await catalog.resolve(bundleRef)
       const all = await devices.list()
-      const targets =
+      const resolved =
         deviceRefs === 'all'
           ? all
           : deviceRefs.map((ref) => {
@@ -64,6 +64,8 @@ export class Assignments {
                 throw new StateError('PSW_ERR_CONFLICT', `'${ref}' names ${hits.length} devices; use the PeerId`)
               return hits[0]!
             })
+      // A device named twice (hostname and PeerId) gets one assignment, not one per mention.
+      const targets = [...new Map(resolved.map((d) => [d.peerId, d])).values()]
       if (targets.length === 0) throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', 'no devices to assign to')
       const now = clock.now()
       const ops: StateBatchOp[] = []

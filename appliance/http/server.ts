@@ -53,6 +53,8 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   })
   installErrorHandler(app, log)
 
+  // An onRequest hook: checked before the body is read or validated, so anonymous callers
+  // neither get schema hints nor make the server parse up to bodyLimit bytes.
   const requireAdmin = async (request: FastifyRequest) => {
     const header = request.headers.authorization ?? ''
     const token = header.startsWith('Bearer ') ? header.slice(7) : ''
@@ -88,28 +90,26 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     return renderStatusPage(await deps.status())
   })
 
-  app.post('/api/v1/admin/tokens', { schema: { body: TokenBodySchema }, preHandler: requireAdmin }, async (request) => {
+  app.post('/api/v1/admin/tokens', { schema: { body: TokenBodySchema }, onRequest: requireAdmin }, async (request) => {
     const body = request.body as { ttlHours?: number; label?: string }
     return core.enrollment.createToken(body)
   })
 
-  app.post(
-    '/api/v1/admin/assign',
-    { schema: { body: AssignBodySchema }, preHandler: requireAdmin },
-    async (request) => {
-      const body = request.body as { bundle: string; devices: string[] | 'all' }
-      return core.assignments.assign(body.bundle, body.devices)
-    },
-  )
+  app.post('/api/v1/admin/assign', { schema: { body: AssignBodySchema }, onRequest: requireAdmin }, async (request) => {
+    const body = request.body as { bundle: string; devices: string[] | 'all' }
+    return core.assignments.assign(body.bundle, body.devices)
+  })
 
   // Streams NDJSON: {"type":"progress",...} lines, then one {"type":"result"} or {"type":"error"}.
   app.post(
     '/api/v1/admin/ingest',
-    { schema: { body: IngestRequestSchema }, preHandler: requireAdmin },
+    { schema: { body: IngestRequestSchema }, onRequest: requireAdmin },
     async (request, reply) => {
       const out = new PassThrough()
       const abort = new AbortController()
-      request.raw.on('close', () => {
+      // The response's 'close' (finished, or the connection dropped first). Not the request's:
+      // that fires as soon as its body has been read, which would abort every ingest at once.
+      reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) abort.abort(new Error('client went away'))
       })
       let last = 0
