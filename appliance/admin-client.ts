@@ -57,6 +57,8 @@ export async function openAdminClient(dataDir: string, deps: { clock: Clock; log
         bundles: await core.catalog.list(),
         devices: (await core.devices.list()).map(({ certificatePem: _c, ...d }) => d),
         rootFingerprint: core.identity.rootFingerprint,
+        // Not running: the URL it will have, from its config.
+        httpUrl: `http://${core.config.http.host === '0.0.0.0' ? '127.0.0.1' : core.config.http.host}:${core.config.http.port}`,
       }),
       close: () => core.close(),
     }

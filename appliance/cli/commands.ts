@@ -65,9 +65,13 @@ export function registerApplianceCommands(program: Command): void {
       const { initApplianceDataDir } = await import('../core.ts')
       const { systemClock } = await import('../../shared/clock.ts')
       const r = await initApplianceDataDir(o.data, { clock: systemClock, config: configOverrides(o) })
-      out(
-        r.created ? `initialised appliance data directory ${r.layout.root}` : `${r.layout.root} is already initialised`,
-      )
+      if (r.created) out(`initialised appliance data directory ${r.layout.root}`)
+      else {
+        out(`${r.layout.root} is already initialised; nothing changed`)
+        if (Object.keys(configOverrides(o)).length > 0) {
+          process.stderr.write(`options were not applied: edit ${r.layout.config} and restart the appliance\n`)
+        }
+      }
     })
 
   appliance
@@ -131,7 +135,7 @@ export function registerApplianceCommands(program: Command): void {
         out(t.token)
         process.stderr.write(
           `single use, expires ${t.expiresAt}\nroot certificate SHA-256: ${s.rootFingerprint}\n` +
-            `enroll with: patchswarm agent enroll --appliance ${s.httpUrl ?? 'http://127.0.0.1:8080'} --token ${t.token} --root-fingerprint ${s.rootFingerprint} --data DIR\n`,
+            `enroll with: patchswarm agent enroll --appliance ${s.httpUrl} --token ${t.token} --root-fingerprint ${s.rootFingerprint} --data DIR\n`,
         )
       } finally {
         await client.close()

@@ -27,7 +27,7 @@ export async function runProgram(program: Command, argv: string[]): Promise<numb
     }
     if (isPswError(err)) {
       process.stderr.write(`error ${err.code}: ${err.message}\n`)
-      return 1
+      return err.code === 'PSW_ERR_USAGE' ? 2 : 1
     }
     process.stderr.write(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
     return 1
