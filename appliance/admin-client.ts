@@ -19,7 +19,7 @@ export interface AdminClient {
     bundles: BundleRecord[]
     devices: Omit<DeviceRecord, 'certificatePem'>[]
     rootFingerprint: string
-    httpUrl?: string
+    httpUrl: string
   }>
   close(): Promise<void>
 }
