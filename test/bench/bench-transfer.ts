@@ -107,7 +107,7 @@ try {
 
     say('agent downloading from the appliance')
     const agent = new CliProcess(['agent', 'start', '--data', agentDir, '--once'], {
-      nodeArgs: process.env.BENCH_AGENT_NODE_ARGS?.split(' '),
+      nodeArgs: process.env.BENCH_AGENT_NODE_ARGS?.split(' ').filter(Boolean),
     })
     let peak = 0
     const poll = setInterval(() => {

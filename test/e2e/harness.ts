@@ -26,7 +26,8 @@ export class CliProcess {
   #waiters: Array<{ test: (line: string) => boolean; resolve: (line: string) => void }> = []
 
   constructor(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}) {
-    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
+    // The same V8 flag as the launcher's shebang (bin/patchswarm.js).
+    this.child = spawn(process.execPath, ['--max-semi-space-size=1', ...(options.nodeArgs ?? []), CLI, ...args], {
       cwd: options.cwd ?? REPO,
       env: { ...process.env, PATCHSWARM_LOG_LEVEL: 'info', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
