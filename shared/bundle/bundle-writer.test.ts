@@ -99,6 +99,27 @@ describe('writeBundle', () => {
     expect(codeOf(tooMany)).toBe('PSW_ERR_INGEST_SOURCE')
   })
 
+  it('an abort in the middle of a large file entry rejects cleanly (no uncaught entry error)', async () => {
+    const src = join(root, 'big')
+    await mkdir(src)
+    await writeFile(join(src, 'big.bin'), Buffer.alloc(8 << 20, 7))
+    const controller = new AbortController()
+    const out = join(root, 'o.tar')
+    let calls = 0
+    const p = writeBundle({
+      source: src,
+      name: 'n',
+      version: '1',
+      out,
+      signal: controller.signal,
+      onProgress: () => {
+        if (++calls === 2) controller.abort(new Error('cancelled mid-file'))
+      },
+    })
+    await expect(p).rejects.toThrow('cancelled mid-file')
+    expect((await readdir(root)).sort()).toEqual(['big'])
+  })
+
   it('stops on abort and removes the tmp file', async () => {
     const src = await tree()
     const controller = new AbortController()

@@ -118,6 +118,9 @@ function startEntry(
     sink = body === undefined ? pack.entry(h, cb) : pack.entry(h, body, cb)
   })
   done.catch(() => {}) // awaited by the caller; avoid an unhandled rejection if it gives up first
+  // When the pack is destroyed mid-entry (abort, source error), the entry stream emits
+  // 'error'; it reaches the caller through `cb`/`done`, and must not crash the process.
+  sink.on('error', () => {})
   return { sink, done }
 }
 
