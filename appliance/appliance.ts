@@ -10,6 +10,7 @@ import { type ApplianceCore, openApplianceCore } from './core.ts'
 import { readAdminToken } from './data-dir.ts'
 import { createHttpServer } from './http/server.ts'
 import type { StatusView } from './http/status-page.ts'
+import { MetadataRefresher } from './metadata-refresh.ts'
 import { startApplianceNetwork } from './network.ts'
 
 export interface ApplianceOptions {
@@ -53,6 +54,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
   const served = new Map<string, number>()
   let node: P2PNode | undefined
   let http: FastifyInstance | undefined
+  let refresher: MetadataRefresher | undefined
   const startedAt = clock.now()
 
   const status = async (): Promise<StatusView> => ({
@@ -84,6 +86,16 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           onServed: (peer, bytes) => served.set(peer, (served.get(peer) ?? 0) + bytes),
           log: log.child({ component: 'appliance:p2p' }),
         })
+        refresher = new MetadataRefresher({
+          db: core.db,
+          catalog: core.catalog,
+          assignments: core.assignments,
+          signer: core.identity.signer,
+          clock,
+          manifestTtlDays: config.manifestTtlDays,
+          log: log.child({ component: 'appliance:refresh' }),
+        })
+        await refresher.start()
         http = await createHttpServer({
           core,
           adminToken: await readAdminToken(core.layout),
@@ -112,6 +124,8 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
     },
     async stop() {
       await rm(core.layout.runInfo, { force: true })
+      await refresher?.stop()
+      refresher = undefined
       await http?.close()
       http = undefined
       await node?.stop()

@@ -80,17 +80,8 @@ export class Assignments {
             `${device.hostname} would have more than ${MAX_ASSIGNED_BUNDLES} bundles`,
           )
         }
-        const version = await db.nextCounter('metadata-version')
-        const assignment = validateAssignment({
-          type: ASSIGNMENT_TYPE,
-          specVersion: ASSIGNMENT_SPEC_VERSION,
-          version,
-          device: device.peerId,
-          created: new Date(now).toISOString(),
-          expires: new Date(now + this.#deps.ttlDays * 86_400_000).toISOString(),
-          bundles,
-        } satisfies Assignment)
-        ops.push({ type: 'put', key: assignmentKey(device.peerId), value: signEnvelope(assignment, signer) })
+        const { op, version } = await this.#issue(device.peerId, bundles, now)
+        ops.push(op)
         result.devices.push({ peerId: device.peerId, hostname: device.hostname, version })
       }
       await db.batch(ops)
@@ -98,4 +89,62 @@ export class Assignments {
       return result
     })
   }
+
+  /**
+   * Re-issues every assignment that is past two thirds of its lifetime, or that names a
+   * manifest version the catalog has since replaced (re-ingest, manifest refresh), so agents
+   * never see stale or mismatched metadata. Returns how many were re-issued.
+   */
+  async refresh(): Promise<number> {
+    return this.#mutex.runExclusive(async () => {
+      const { catalog, db, clock, log } = this.#deps
+      const now = clock.now()
+      const current = new Map((await catalog.list()).map((b) => [b.bundleId, b.manifestVersion]))
+      const ops: StateBatchOp[] = []
+      for await (const [, env] of db.iterate<SignedEnvelope<Assignment>>('assignment:')) {
+        const a = env.signed
+        const bundles = a.bundles
+          .filter((b) => current.has(b.bundleId))
+          .map((b) => ({ ...b, manifestVersion: current.get(b.bundleId)! }))
+        const changed =
+          bundles.length !== a.bundles.length ||
+          bundles.some((b, i) => b.manifestVersion !== a.bundles[i]!.manifestVersion)
+        if (!changed && !isPastRefreshPoint(a, now)) continue
+        ops.push((await this.#issue(a.device, bundles, now)).op)
+      }
+      if (ops.length > 0) {
+        await db.batch(ops)
+        log.info({ reissued: ops.length }, 'assignments re-issued')
+      }
+      return ops.length
+    })
+  }
+
+  async #issue(
+    peerId: string,
+    bundles: Assignment['bundles'],
+    now: number,
+  ): Promise<{ op: StateBatchOp; version: number }> {
+    const version = await this.#deps.db.nextCounter('metadata-version')
+    const assignment = validateAssignment({
+      type: ASSIGNMENT_TYPE,
+      specVersion: ASSIGNMENT_SPEC_VERSION,
+      version,
+      device: peerId,
+      created: new Date(now).toISOString(),
+      expires: new Date(now + this.#deps.ttlDays * 86_400_000).toISOString(),
+      bundles,
+    } satisfies Assignment)
+    return {
+      op: { type: 'put', key: assignmentKey(peerId), value: signEnvelope(assignment, this.#deps.signer) },
+      version,
+    }
+  }
+}
+
+/** True once less than a third of a document's lifetime is left: time to re-sign it. */
+export function isPastRefreshPoint(doc: { created: string; expires: string }, now: number): boolean {
+  const created = Date.parse(doc.created)
+  const expires = Date.parse(doc.expires)
+  return expires - now < (expires - created) / 3
 }

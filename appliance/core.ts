@@ -138,7 +138,12 @@ export async function openApplianceCore(
     devices,
     enrollment,
     assignments,
-    ingest: (request, opts) => ingest(ingestDeps, request, opts),
+    async ingest(request, opts) {
+      const result = await ingest(ingestDeps, request, opts)
+      // Same content ingested again gets a new manifest version: assignments follow it.
+      await assignments.refresh()
+      return result
+    },
     async close() {
       if (closed) return
       closed = true
