@@ -101,6 +101,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           adminToken: await readAdminToken(core.layout),
           status,
           startedAt,
+          now: () => clock.now(),
           log,
         })
         const host = options.overrides?.httpHost ?? config.http.host

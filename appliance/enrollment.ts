@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { type Static, Type } from '@sinclair/typebox'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
-import { EnrollmentError, StateError } from '../shared/errors.ts'
+import { EnrollmentError, StateError, ValidationError } from '../shared/errors.ts'
 import { PeerIdString } from '../shared/metadata/common-schema.ts'
 import { compileChecker } from '../shared/metadata/schema-check.ts'
 import { issueAgentCert, verifyCsr } from '../shared/pki/index.ts'
@@ -65,9 +65,13 @@ export class Enrollment {
   async createToken(
     options: { ttlHours?: number; label?: string } = {},
   ): Promise<{ token: string; expiresAt: string }> {
+    const ttlHours = options.ttlHours ?? this.#deps.tokenTtlHours
+    if (!Number.isInteger(ttlHours) || ttlHours < 1 || ttlHours > 24 * 30) {
+      throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', 'token lifetime must be 1 to 720 hours')
+    }
     const now = this.#deps.clock.now()
     const token = `pst_${randomBytes(24).toString('base64url')}`
-    const expiresAt = new Date(now + (options.ttlHours ?? this.#deps.tokenTtlHours) * 3_600_000).toISOString()
+    const expiresAt = new Date(now + ttlHours * 3_600_000).toISOString()
     const rec: TokenRecord = {
       createdAt: new Date(now).toISOString(),
       expiresAt,
@@ -89,10 +93,11 @@ export class Enrollment {
       if (rec.usedAt) throw new EnrollmentError('PSW_ERR_TOKEN_USED', 'enrollment token was already used')
       if (Date.parse(rec.expiresAt) <= now)
         throw new EnrollmentError('PSW_ERR_TOKEN_EXPIRED', 'enrollment token has expired')
+      // Proof of possession first (the CSR is signed by the key the PeerId names), so a token
+      // holder cannot probe which PeerIds are enrolled.
+      verifyCsr(req.csr, { expectedPeerId: req.peerId })
       if (devices.isMember(req.peerId))
         throw new StateError('PSW_ERR_CONFLICT', `peer ${req.peerId} is already enrolled`)
-      // Proof of possession: the CSR is signed by the key the PeerId names.
-      verifyCsr(req.csr, { expectedPeerId: req.peerId })
       const certificate = issueAgentCert({
         issuer: this.#deps.root,
         csrPem: req.csr,

@@ -42,6 +42,22 @@ describe('appliance HTTP API', () => {
   })
 
   const auth = () => ({ authorization: `Bearer ${adminToken}` })
+
+  it('serves device lists to loopback, and elsewhere only with the admin token', async () => {
+    for (const url of ['/api/v1/status', '/']) {
+      expect((await app.inject({ method: 'GET', url })).statusCode).toBe(200)
+      const lan = await app.inject({ method: 'GET', url, remoteAddress: '192.168.1.20' })
+      expect(lan.statusCode).toBe(401)
+      expect(lan.json()).toMatchObject({ code: 'PSW_ERR_UNAUTHORIZED' })
+      expect(
+        (await app.inject({ method: 'GET', url, remoteAddress: '192.168.1.20', headers: auth() })).statusCode,
+      ).toBe(200)
+    }
+    // health and enrollment stay open to the LAN
+    expect((await app.inject({ method: 'GET', url: '/api/v1/health', remoteAddress: '192.168.1.20' })).statusCode).toBe(
+      200,
+    )
+  })
   const postJson = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
     app.inject({ method: 'POST', url, headers, payload: payload as Record<string, unknown> })
   const postRaw = (url: string, body: string | Buffer, headers: Record<string, string> = {}) =>

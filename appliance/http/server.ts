@@ -11,11 +11,20 @@ import { renderStatusPage, type StatusView } from './status-page.ts'
 
 export const APP_VERSION = '0.1.0'
 
+/** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6 (how Node reports them on a dual stack). */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address
+  return v4.startsWith('127.') || address === '::1'
+}
+
 export interface HttpDeps {
   core: ApplianceCore
   adminToken: string
   status: () => Promise<StatusView>
+  /** When the appliance started, by `now`'s clock. */
   startedAt: number
+  now?: () => number
   log: Logger
 }
 
@@ -70,7 +79,7 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
       version: APP_VERSION,
       peerId: s.peerId,
       multiaddrs: s.multiaddrs,
-      uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+      uptimeSeconds: Math.round(((deps.now ?? Date.now)() - deps.startedAt) / 1000),
     }
   })
 
@@ -78,12 +87,18 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     core.enrollment.enroll(request.body),
   )
 
-  app.get('/api/v1/status', async () => {
+  // Device lists are for the operator: open on loopback, bearer token from anywhere else
+  // (the HTTP port may face the LAN for enrollment). Logins come with the web UI.
+  const localOrAdmin = async (request: FastifyRequest) => {
+    if (!isLoopback(request.socket.remoteAddress)) await requireAdmin(request)
+  }
+
+  app.get('/api/v1/status', { onRequest: localOrAdmin }, async () => {
     const s = await deps.status()
     return { ...s, devices: s.devices.map(({ certificatePem: _c, ...d }) => d) }
   })
 
-  app.get('/', async (_request, reply) => {
+  app.get('/', { onRequest: localOrAdmin }, async (_request, reply) => {
     reply
       .type('text/html; charset=utf-8')
       .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
