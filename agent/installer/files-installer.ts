@@ -11,10 +11,11 @@
 import { mkdir, readdir, rm, rmdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { extractBundle, scanBundle } from '../../shared/bundle/bundle-reader.ts'
-import { fsyncDir, isErrno } from '../../shared/bundle/fs-util.ts'
+import { isErrno } from '../../shared/bundle/fs-util.ts'
 import type { TarLimits } from '../../shared/bundle/tar-guard.ts'
 import { InstallError, mapFsError, StateError } from '../../shared/errors.ts'
 import { type Logger, silentLogger } from '../../shared/log.ts'
+import { fsyncDir } from '../../shared/store/durable-file.ts'
 import {
   type BundlePaths,
   bundlePaths,

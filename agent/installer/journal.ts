@@ -5,9 +5,9 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../../shared/bundle/fs-util.ts'
 import { DEFAULT_TAR_LIMITS, normalizeTarPath, type PayloadEntry } from '../../shared/bundle/tar-guard.ts'
 import { InstallError, ValidationError } from '../../shared/errors.ts'
+import { writeFileDurable } from '../../shared/store/durable-file.ts'
 import { type FileAttrs, lstatIfExists, refuse, under } from './safe-fs.ts'
 
 /** Life cycle of one bundle install. */
@@ -110,7 +110,7 @@ export async function readJournal(path: string): Promise<Journal | undefined> {
 
 /** Replaces the journal atomically (tmp → fsync → rename → fsync dir). */
 export async function writeJournal(path: string, journal: Journal): Promise<void> {
-  await writeFileAtomic(path, `${JSON.stringify(journal)}\n`, 0o600)
+  await writeFileDurable(path, `${JSON.stringify(journal)}\n`, { mode: 0o600 })
 }
 
 /** Suffix of the installer's tmp files next to targets; payload names ending in it are refused. */

@@ -6,8 +6,9 @@ import { createHash } from 'node:crypto'
 import { constants, type Stats } from 'node:fs'
 import { copyFile, link, lstat, open, realpath, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { fsyncDir, isErrno } from '../../shared/bundle/fs-util.ts'
+import { isErrno } from '../../shared/bundle/fs-util.ts'
 import { InstallError, ValidationError } from '../../shared/errors.ts'
+import { fsyncDir } from '../../shared/store/durable-file.ts'
 
 /** Owner, mode and mtime of a file as it was before the install. */
 export interface FileAttrs {

@@ -12,7 +12,8 @@ import { chmod, mkdir, open, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as tar from 'tar-stream'
 import { BundleGuardError, IntegrityError, mapFsError, PswError, ValidationError } from '../errors.ts'
-import { fsyncDir, isErrno, waitDrain, writeAll } from './fs-util.ts'
+import { fsyncDir } from '../store/durable-file.ts'
+import { isErrno, waitDrain, writeAll } from './fs-util.ts'
 import { BundleGuard, type BundleMeta, type PayloadEntry, parseBundleMeta, type TarLimits } from './tar-guard.ts'
 
 /** Options of {@link scanBundle}. */

@@ -9,7 +9,8 @@ import { basename, dirname, join } from 'node:path'
 import type { Writable } from 'streamx'
 import * as tar from 'tar-stream'
 import { mapFsError, PswError, ValidationError } from '../errors.ts'
-import { fsyncDir, waitDrain, writeAll } from './fs-util.ts'
+import { fsyncDir } from '../store/durable-file.ts'
+import { waitDrain, writeAll } from './fs-util.ts'
 import {
   BUNDLE_FORMAT,
   type BundleMeta,

@@ -1,7 +1,5 @@
-/** Small file-system and stream helpers for crash-safe writes (tmp → fsync → rename). */
-import { randomBytes } from 'node:crypto'
-import { type FileHandle, open, rename, rm } from 'node:fs/promises'
-import { dirname } from 'node:path'
+/** Small file-system and stream helpers of the bundle reader and writer. */
+import type { FileHandle } from 'node:fs/promises'
 
 /** Whether `err` is a Node errno error, optionally with the given code. */
 export function isErrno(err: unknown, code?: string): err is NodeJS.ErrnoException {
@@ -16,38 +14,6 @@ export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> 
     const { bytesWritten } = await fh.write(data, offset, data.byteLength - offset)
     offset += bytesWritten
   }
-}
-
-/** Flushes a directory entry table (after a create/rename/unlink); ignored where directories cannot be opened. */
-export async function fsyncDir(dir: string): Promise<void> {
-  let fh: FileHandle | undefined
-  try {
-    fh = await open(dir, 'r')
-    await fh.sync()
-  } catch (err) {
-    if (!isErrno(err, 'EISDIR') && !isErrno(err, 'EPERM') && !isErrno(err, 'EINVAL')) throw err
-  } finally {
-    await fh?.close()
-  }
-}
-
-/** Writes `data` to `path` atomically: a tmp file next to it, fsync, rename, fsync of the directory. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`
-  try {
-    const fh = await open(tmp, 'wx', mode)
-    try {
-      await writeAll(fh, typeof data === 'string' ? Buffer.from(data, 'utf8') : data)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, path)
-  } catch (err) {
-    await rm(tmp, { force: true })
-    throw err
-  }
-  await fsyncDir(dirname(path))
 }
 
 interface Drainable {

@@ -15,13 +15,9 @@ export interface ByteStream extends AsyncIterable<Uint8Array | Uint8ArrayList> {
   readonly writeBufferLength: number
 }
 
-/**
- * Sends and, when the stream's write buffer is full, waits for its 'drain' event (not
- * onDrain(), which resolves too early in @libp2p/utils 7.4 — see docs/protocol.md).
- */
-export async function sendWithBackpressure(stream: ByteStream, data: Uint8Array): Promise<void> {
-  if (stream.send(data)) return
-  await new Promise<void>((resolve, reject) => {
+/** Resolves on the stream's next 'drain'; rejects if it closes first. */
+function nextDrain(stream: ByteStream): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     const onDrain = () => {
       stream.removeEventListener('close', onClose)
       resolve()
@@ -36,24 +32,19 @@ export async function sendWithBackpressure(stream: ByteStream, data: Uint8Array)
 }
 
 /**
+ * Sends and, when the stream's write buffer is full, waits for its 'drain' event (not
+ * onDrain(), which resolves too early in @libp2p/utils 7.4 — see docs/protocol.md).
+ */
+export async function sendWithBackpressure(stream: ByteStream, data: Uint8Array): Promise<void> {
+  if (!stream.send(data)) await nextDrain(stream)
+}
+
+/**
  * Queues `data` and returns once at most `highWaterBytes` remain queued in the stream. Unlike
  * waiting for every send to drain, this keeps the next message queued behind the current
  * one, so the connection never idles between messages (a stop-and-wait gap per chunk).
  */
 export async function sendKeepingQueued(stream: ByteStream, data: Uint8Array, highWaterBytes: number): Promise<void> {
   stream.send(data)
-  while (stream.writeBufferLength > highWaterBytes) {
-    await new Promise<void>((resolve, reject) => {
-      const onDrain = () => {
-        stream.removeEventListener('close', onClose)
-        resolve()
-      }
-      const onClose = () => {
-        stream.removeEventListener('drain', onDrain)
-        reject(new Error('stream closed while waiting for drain'))
-      }
-      stream.addEventListener('drain', onDrain, { once: true })
-      stream.addEventListener('close', onClose, { once: true })
-    })
-  }
+  while (stream.writeBufferLength > highWaterBytes) await nextDrain(stream)
 }

@@ -62,10 +62,15 @@ export async function writeFileDurable(
  */
 export async function fsyncDir(dir: string): Promise<void> {
   if (process.platform === 'win32') return
-  const handle = await open(dir, 'r')
+  let handle: FileHandle | undefined
   try {
+    handle = await open(dir, 'r')
     await handle.sync()
+  } catch (err) {
+    // Some file systems cannot open or sync a directory; there is nothing more to do there.
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL') throw err
   } finally {
-    await handle.close()
+    await handle?.close()
   }
 }
