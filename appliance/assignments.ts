@@ -51,7 +51,7 @@ export class Assignments {
   /** Assigns a bundle (id, id prefix or name@version) to devices (PeerIds or hostnames, or 'all'). */
   async assign(bundleRef: string, deviceRefs: string[] | 'all'): Promise<AssignResult> {
     return this.#mutex.runExclusive(async () => {
-      const { catalog, devices, db, clock, signer, log } = this.#deps
+      const { catalog, devices, db, clock, log } = this.#deps
       const bundle = await catalog.resolve(bundleRef)
       const all = await devices.list()
       const resolved =
