@@ -39,6 +39,9 @@ export interface DownloadResult {
   seconds: number
 }
 
+/** A download flushes its file to disk in the background every this many bytes. */
+const SYNC_EVERY_BYTES = 32 << 20
+
 /** Per-request timeout, scaled by size (Kraken: 4 s + 4 s per MB). */
 export function requestTimeoutMs(length: number): number {
   return 4000 + Math.ceil((4000 * length) / 1_000_000)
@@ -130,6 +133,8 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
     // A worker issues its next request while its last chunk is still being written; the
     // writes in flight are capped at half the window, so memory stays ≈ 1.5 × window chunks.
     const writes = new Set<Promise<void>>()
+    let unsynced = 0
+    let syncing: Promise<void> | undefined
     const maxWrites = Math.max(1, options.window >> 1)
     const write = (index: number, data: Uint8Array) => {
       const w = fh
@@ -137,6 +142,15 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
         .then(() => {
           // A full-size chunk received into a pooled buffer goes back to the pool.
           if (data.byteLength === chunkSize && Buffer.isBuffer(data)) pool.push(data)
+          unsynced += data.byteLength
+          if (unsynced >= SYNC_EVERY_BYTES && !syncing) {
+            // Flush to disk while downloading, so the final fsync has little left to do.
+            unsynced = 0
+            syncing = fh.datasync().finally(() => {
+              syncing = undefined
+            })
+            syncing.catch(() => {}) // the final sync reports disk errors
+          }
           haveCount++
           fetchedBytes += data.byteLength
           options.onProgress?.({ have: haveCount, total: chunks.length, fetchedBytes })
@@ -168,6 +182,7 @@ export async function downloadBundle(options: DownloadOptions): Promise<Download
     await Promise.all([...writes])
     if (firstError !== undefined) throw firstError
     options.signal?.throwIfAborted()
+    await syncing?.catch(() => {})
     await fh.sync()
   } finally {
     await fh.close()

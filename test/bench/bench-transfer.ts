@@ -4,11 +4,12 @@
  * One agent process fetches a bundle (default 512 MiB) from an appliance process over
  * loopback; in the same run a plain libp2p stream between two processes is the baseline.
  * Last stdout line: { bytes, seconds, mb_per_s, raw_libp2p_mb_per_s, ratio,
- * agent_peak_rss_bytes } (MB = 10^6 bytes; seconds = the agent's download, from the first
- * request to the last verified chunk fsynced).
+ * agent_peak_rss_bytes, disk_write_fsync_mb_per_s } (MB = 10^6 bytes; seconds = the agent's
+ * download, from the first request to the last verified chunk fsynced; agent_peak_rss_bytes
+ * = the agent process's VmHWM over the whole run, download and install).
  */
 import { spawn } from 'node:child_process'
-import { readFile, writeFile } from 'node:fs/promises'
+import { open, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { initApplianceDataDir, openApplianceCore } from '../../appliance/core.ts'
@@ -63,6 +64,23 @@ async function rawBaseline(bytes: number): Promise<number> {
   if (code !== 0) throw new Error(`raw libp2p fetch failed (${code})`)
   const r = JSON.parse(out.trim()) as { bytes: number; seconds: number }
   return r.bytes / 1e6 / r.seconds
+}
+
+/** The disk's own speed for what a download must do: write `bytes` in 1 MiB pieces, then fsync. */
+async function diskWriteFsync(path: string, bytes: number): Promise<number> {
+  const block = Buffer.alloc(1 << 20, 1)
+  const started = performance.now()
+  const fh = await open(path, 'w')
+  try {
+    for (let off = 0; off < bytes; off += block.length)
+      await fh.write(block, 0, Math.min(block.length, bytes - off), off)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  const seconds = (performance.now() - started) / 1000
+  await rm(path, { force: true })
+  return bytes / 1e6 / seconds
 }
 
 const dir = await tempDir('bench-transfer')
@@ -127,6 +145,8 @@ try {
 
     say('baseline: plain libp2p stream between two processes')
     const raw = await rawBaseline(size)
+    say('disk: write the same number of bytes and fsync (what a durable download must at least do)')
+    const disk = await diskWriteFsync(join(dir.path, 'disk-test.bin'), size)
     const mbPerS = size / 1e6 / seconds
     const result = {
       bytes: size,
@@ -135,6 +155,8 @@ try {
       raw_libp2p_mb_per_s: Number(raw.toFixed(1)),
       ratio: Number((mbPerS / raw).toFixed(3)),
       agent_peak_rss_bytes: peak,
+      // Context, not part of the goal: the disk bounds every durable download.
+      disk_write_fsync_mb_per_s: Number(disk.toFixed(1)),
     }
     if (!values.json) say(JSON.stringify(result, null, 2))
     process.stdout.write(`${JSON.stringify(result)}\n`)
