@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
+import { StoreError } from '../shared/errors.ts'
 import type { P2PNode } from '../shared/p2p/p2p-node.ts'
 import { writeFileDurable } from '../shared/store/durable-file.ts'
 import type { ApplianceConfig } from './config.ts'
@@ -120,6 +121,13 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
         return info
       } catch (err) {
         await appliance.stop()
+        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || /EADDRINUSE/.test(String((err as Error).message))) {
+          throw new StoreError(
+            'PSW_ERR_ADDRESS_IN_USE',
+            `${(err as Error).message}: another process listens there (another appliance?); choose --http-port or --p2p-listen`,
+            { cause: err },
+          )
+        }
         throw err
       }
     },

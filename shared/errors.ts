@@ -98,6 +98,10 @@ export const ERROR_CODES = {
   },
   PSW_ERR_STORE_LOCKED: { status: 409, summary: 'The data directory is in use by another process.' },
   PSW_ERR_DATA_DIR: { status: 500, summary: 'The data directory is missing, not initialised, or not writable.' },
+  PSW_ERR_ADDRESS_IN_USE: {
+    status: 500,
+    summary: 'A listen address (HTTP or libp2p port) is already in use by another process.',
+  },
   PSW_ERR_DISK_FULL: { status: 507, summary: 'No space left on the device; partial files were removed.' },
 
   // enrollment and membership
