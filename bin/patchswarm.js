@@ -4,10 +4,10 @@
 // less peak RSS during a download at the same speed (docs/benchmarks.md). `npm start` and
 // the tests pass the same flag.
 //
-// The patchswarm CLI launcher: runs the bundled dist/patchswarm.mjs, (re)building it first
+// The patchswarm CLI launcher: runs the bundled CLI in dist/, (re)building it first
 // when it is missing or older than the sources, so a fresh clone needs no build step.
 import { pathToFileURL } from 'node:url'
-import { build, DIST, isStale } from './build.js'
+import { build, entryPath, isStale } from './build.js'
 
 if (isStale()) await build()
-await import(pathToFileURL(DIST).href)
+await import(pathToFileURL(entryPath()).href)
