@@ -124,3 +124,42 @@ describe('chunk protocol over libp2p (tcp + noise + yamux on 127.0.0.1)', () => 
     expect(received).toEqual([])
   })
 })
+
+describe('chunk server under a request flood (faults row 10)', () => {
+  it('resets a stream whose peer keeps asking without reading, and keeps serving others', async () => {
+    const { server, client } = await pair()
+    const chunk = randomBytes(65536)
+    let handlerEnded = false
+    await server.handle(
+      CHUNK_PROTOCOL,
+      (stream) =>
+        serveChunkStream(stream, {
+          source: { read: async (h) => (h === sha256Hex(chunk) ? chunk : undefined) },
+        }).finally(() => {
+          handlerEnded = true
+        }),
+      { maxInboundStreams: 4 },
+    )
+    const flood = await client.openStream(server.peerId, server.multiaddrs(), CHUNK_PROTOCOL)
+    // Paused: yamux stops granting the server send window, so its answers pile up on its side.
+    ;(flood as unknown as { pause(): void }).pause()
+    // Never reads its answers: up to 2 000 000 requests for a chunk the server does not have,
+    // 1 000 per write. Their 6-byte answers soon fill our 4 MiB receive window, and then the
+    // server's write buffer: the server must reset the stream instead of buffering on.
+    const batch = Buffer.concat(
+      Array.from({ length: 1000 }, (_, i) => encodeRequest({ id: i + 1, hash: new Uint8Array(32), length: 65536 })),
+    )
+    let sent = 0
+    try {
+      for (; sent < 2000 && flood.status === 'open'; sent++) await sendWithBackpressure(flood, batch)
+    } catch {
+      // the reset reaches us while sending
+    }
+    expect(sent).toBeLessThan(2000)
+    await expect.poll(() => handlerEnded, { timeout: 10_000 }).toBe(true)
+    // a well-behaved stream on the same connection is still served
+    const cc = new ChunkClient(await client.openStream(server.peerId, server.multiaddrs(), CHUNK_PROTOCOL))
+    expect(Buffer.from(await cc.fetch(sha256Hex(chunk), chunk.length)).equals(chunk)).toBe(true)
+    await cc.close()
+  })
+})

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { isPswError } from '../errors.ts'
+import { isPswError, ProtocolError } from '../errors.ts'
 import { silentLogger } from '../log.ts'
 import { type ByteStream, sendKeepingQueued } from './byte-stream.ts'
 import {
@@ -37,6 +37,10 @@ interface Queued {
 export async function serveChunkStream(stream: ByteStream, options: ChunkServerOptions): Promise<void> {
   const log = options.log ?? silentLogger()
   const maxQueued = options.maxQueuedRequests ?? 64
+  // Normal: the chunk on the wire, one queued behind it, and small answers. Anything beyond
+  // two of the largest chunks asked for plus 64 KiB means the peer is not reading.
+  let largest = 0
+  const maxBufferedBytes = () => 2 * largest + 64 * 1024
   const decoder = new ClientMessageDecoder()
   const queue: Queued[] = []
   let readerDone = false
@@ -57,6 +61,11 @@ export async function serveChunkStream(stream: ByteStream, options: ChunkServerO
     try {
       for await (const data of stream) {
         for (const msg of decoder.push(data)) {
+          // A peer that keeps sending while not reading our answers would grow our write
+          // buffer without end (faults row 10): past the cap, the stream is reset.
+          if (stream.writeBufferLength > maxBufferedBytes()) {
+            throw new ProtocolError('PSW_ERR_PROTOCOL', 'peer does not read its answers; stream reset')
+          }
           if (msg.type === 'cancel') {
             const i = queue.findIndex((q) => q.request.id === msg.id)
             // Index 0 may already be on the wire and is answered with its data.
@@ -67,6 +76,7 @@ export async function serveChunkStream(stream: ByteStream, options: ChunkServerO
           } else if (queue.length >= maxQueued) {
             stream.send(encodeError(msg.request.id, ChunkErrorReason.TOO_MANY_REQUESTS))
           } else {
+            largest = Math.max(largest, msg.request.length)
             queue.push({ request: msg.request })
           }
         }

@@ -89,6 +89,8 @@ const responseChecker = compileChecker(
 
 /** A peer must send its whole request within this time after opening the stream. */
 export const CONTROL_REQUEST_TIMEOUT_MS = 10_000
+/** The peer must have taken the whole response within this time. */
+export const CONTROL_RESPONSE_TIMEOUT_MS = 30_000
 
 function frame(value: unknown): Uint8Array {
   const body = Buffer.from(JSON.stringify(value), 'utf8')
@@ -165,10 +167,17 @@ export async function serveControl(
       ? { ok: false, error: { code: err.code, message: err.message } }
       : { ok: false, error: { code: 'PSW_ERR_INTERNAL', message: 'internal error' } }
   }
+  // A peer that never reads its answer must not hold the stream slot forever.
+  const timer = setTimeout(
+    () => stream.abort(new ProtocolError('PSW_ERR_PEER_TIMEOUT', 'peer did not read the control response')),
+    CONTROL_RESPONSE_TIMEOUT_MS,
+  )
   try {
     await sendWithBackpressure(stream, frame(response))
     await stream.close()
   } catch (err) {
     stream.abort(err instanceof Error ? err : new Error(String(err)))
+  } finally {
+    clearTimeout(timer)
   }
 }
