@@ -1,17 +1,18 @@
-import { mkdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, readFile, realpath, rm } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { isAbsolute, join, normalize, relative, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
 import { InstallError, isPswError, PswError } from '../shared/errors.ts'
+import { readBodyLimited } from '../shared/http/read-limited.ts'
 import type { Assignment } from '../shared/metadata/assignment-schema.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
 import { privateKeyFromBytes } from '../shared/p2p/p2p-node.ts'
 import type { AgentReportT } from '../shared/protocol/control-protocol.ts'
 import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
-import { type BundleState, BundleStates } from './bundle-state.ts'
+import { BundleStates } from './bundle-state.ts'
 import { type AgentConfig, agentLayout, readAgentConfig, writeAgentConfig } from './data-dir.ts'
 import { downloadBundle } from './downloader.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
@@ -21,6 +22,7 @@ import { readVerified } from './verified-reader.ts'
 
 export const AGENT_SCHEMA_VERSION = 1
 export const AGENT_VERSION = '0.1.0'
+const MAX_REPORTED_BUNDLES = 256
 
 export interface AgentOptions {
   dataDir: string
@@ -56,6 +58,17 @@ function checkPlatform(manifest: Manifest): void {
   }
 }
 
+/** Failures of getting an answer at all, as opposed to a verdict on what was answered. */
+const TRANSPORT_CODES = new Set([
+  'PSW_ERR_APPLIANCE_UNREACHABLE',
+  'PSW_ERR_PEER_TIMEOUT',
+  'PSW_ERR_PROTOCOL',
+  'PSW_ERR_INTERNAL',
+])
+function isTransportError(err: unknown): boolean {
+  return !isPswError(err) || TRANSPORT_CODES.has(err.code)
+}
+
 const errorInfo = (err: unknown) =>
   isPswError(err)
     ? { code: err.code, message: err.message.slice(0, 2000) }
@@ -85,12 +98,19 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   let network: AgentNetwork | undefined
   let refused: { code: string; message: string } | undefined
   let assignmentVersion: number | undefined
+  /** Bundle ids of the newest accepted assignment (undefined until one was fetched). */
+  let currentBundles: Set<string> | undefined
   const stopping = new AbortController()
   let loop: Promise<void> | undefined
 
   const report = async () => {
     if (!network) return
-    const bundles = (await states.list()).map(({ manifestVersion: _m, updatedAt: _u, ...b }) => b)
+    // Only what is assigned now: the report stays within its limit however many bundles
+    // this agent has installed over its life.
+    const bundles = (await states.list())
+      .filter((b) => currentBundles === undefined || currentBundles.has(b.bundleId))
+      .slice(-MAX_REPORTED_BUNDLES)
+      .map(({ manifestVersion: _m, updatedAt: _u, ...b }) => b)
     const body: AgentReportT = {
       agentVersion: AGENT_VERSION,
       hostname: config.hostname || hostname(),
@@ -112,6 +132,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return target
   }
 
+  /** Where a bundle's files are already installed (same content, any manifest version). */
+  const installedAt = async (manifest: Manifest): Promise<'here' | 'elsewhere' | undefined> => {
+    const root = await installer.installedRoot(manifest.bundleId)
+    if (root === undefined) return undefined
+    const wanted = await realpath(targetFor(manifest)).catch(() => targetFor(manifest))
+    return root === wanted ? 'here' : 'elsewhere'
+  }
+
   const handleBundle = async (entry: Assignment['bundles'][number]) => {
     const previous = await states.get(entry.bundleId)
     if (previous?.state === 'installed' && previous.manifestVersion === entry.manifestVersion) return
@@ -129,15 +157,35 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       manifest = await guard.acceptManifest(envelope, { bundleId: entry.bundleId, version: entry.manifestVersion })
       checkPlatform(manifest)
     } catch (err) {
+      if (isTransportError(err)) {
+        // Not a verdict on the metadata: try again next cycle, keep the state as it is.
+        log.warn({ bundleId: entry.bundleId.slice(0, 12), ...errorInfo(err) }, 'manifest not fetched; will retry')
+        return
+      }
       refused = errorInfo(err)
       log.warn({ bundleId: entry.bundleId, ...refused }, 'manifest refused')
       await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: 0, error: refused })
       return
     }
     const total = manifest.content.chunks.length
+    // The same content under a newer manifest (refresh, re-ingest), or a crash between the
+    // installer's commit and ours: the bytes are in place, nothing to download.
+    const already = await installedAt(manifest)
+    if (already === 'here') {
+      await states.put({ ...base, state: 'installed', chunksHave: total, chunksTotal: total })
+      return
+    }
+    if (already === 'elsewhere') {
+      const error = {
+        code: 'PSW_ERR_CONFLICT',
+        message: `bundle is installed under another target root than ${manifest.install.targetRoot}; roll it back first`,
+      }
+      await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: total, error })
+      return
+    }
     const partPath = join(layout.downloads, `${manifest.bundleId}.part`)
     const fetcher = network!.applianceFetcher()
-    let state: BundleState
+    let installing = false
     try {
       await states.put({ ...base, state: 'downloading', chunksHave: 0, chunksTotal: total })
       let lastLogged = -1
@@ -158,7 +206,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         },
       })
       base.transfer = { ...base.transfer, bytesFromAppliance: base.transfer.bytesFromAppliance + result.fetchedBytes }
-      state = await states.put({
+      const state = await states.put({
         ...base,
         state: 'downloaded',
         chunksHave: total,
@@ -168,13 +216,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       log.info({ bundleId: manifest.bundleId.slice(0, 12), ...result }, 'download complete and verified')
       await report()
       await states.put({ ...state, state: 'installing' })
-      // The same content under a newer manifest, or a crash between the installer's commit
-      // and ours: the bytes are already in place.
-      if ((await installer.status(manifest.bundleId)) === 'installed') {
-        await states.put({ ...state, state: 'installed' })
-        await rm(partPath, { force: true })
-        return
-      }
+      installing = true
       const targetRoot = targetFor(manifest)
       await mkdir(targetRoot, { recursive: true })
       await installer.install({
@@ -192,8 +234,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       const error = errorInfo(err)
       log.error({ bundleId: manifest.bundleId.slice(0, 12), ...error }, 'bundle failed')
       await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: total, error })
-      // A bundle that failed its hash checks is discarded, never reused.
-      if (isPswError(err) && (err.code === 'PSW_ERR_BUNDLE_HASH' || err.code === 'PSW_ERR_CHUNK_HASH')) {
+      // A downloaded file that fails its checks while installing is discarded. A download
+      // that fails keeps its verified chunks for the next attempt (bad bytes are never written).
+      if (installing && isPswError(err) && (err.code === 'PSW_ERR_BUNDLE_HASH' || err.code === 'PSW_ERR_CHUNK_HASH')) {
         await rm(partPath, { force: true })
       }
     } finally {
@@ -210,7 +253,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   const refreshApplianceAddrs = async (): Promise<boolean> => {
     try {
       const res = await fetch(new URL('/api/v1/health', config.applianceUrl), { signal: AbortSignal.timeout(10_000) })
-      const body = (await res.json()) as { peerId?: unknown; multiaddrs?: unknown }
+      const body = JSON.parse(await readBodyLimited(res, 64 << 10, 'health response')) as {
+        peerId?: unknown
+        multiaddrs?: unknown
+      }
       const addrs = Array.isArray(body.multiaddrs)
         ? body.multiaddrs.filter((a): a is string => typeof a === 'string' && a.length < 200).slice(0, 32)
         : []
@@ -237,13 +283,15 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
   }
 
-  const syncOnce = async () => {
+  const runSync = async () => {
     if (!network) throw new PswError('PSW_ERR_INTERNAL', 'agent not started')
     let assignment: Assignment | undefined
     try {
       const envelope = await fetchAssignment()
-      if (envelope !== null) {
+      if (envelope === null) currentBundles = new Set()
+      else {
         assignment = await guard.acceptAssignment(envelope)
+        currentBundles = new Set(assignment.bundles.map((b) => b.bundleId))
         assignmentVersion = assignment.version
         refused = undefined
       }
@@ -258,6 +306,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       await handleBundle(entry)
     }
     await report()
+  }
+  // One cycle at a time: two would download into the same file and race the version checks.
+  let syncing: Promise<void> | undefined
+  const syncOnce = (): Promise<void> => {
+    syncing ??= runSync().finally(() => {
+      syncing = undefined
+    })
+    return syncing
   }
 
   return {

@@ -5,6 +5,7 @@ import { dirname } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { type Static, Type } from '@sinclair/typebox'
 import { EnrollmentError, isErrorCode, isPswError, ProtocolError, StateError } from '../shared/errors.ts'
+import { readBodyLimited } from '../shared/http/read-limited.ts'
 import { PeerIdString } from '../shared/metadata/common-schema.ts'
 import { compileChecker } from '../shared/metadata/schema-check.ts'
 import { createPrivateKey, privateKeyFromBytes, privateKeyToBytes } from '../shared/p2p/p2p-node.ts'
@@ -76,8 +77,7 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentConfig> 
   } catch (err) {
     throw new ProtocolError('PSW_ERR_APPLIANCE_UNREACHABLE', `cannot reach ${options.applianceUrl}`, { cause: err })
   }
-  const text = await res.text()
-  if (text.length > 256 << 10) throw new ProtocolError('PSW_ERR_TOO_LARGE', 'enrollment response too large')
+  const text = await readBodyLimited(res, 256 << 10, 'enrollment response')
   let body: unknown
   try {
     body = JSON.parse(text)

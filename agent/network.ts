@@ -65,9 +65,11 @@ export async function startAgentNetwork(deps: AgentNetworkDeps): Promise<AgentNe
       }
       return {
         async fetch(hash, length, options) {
-          let c = await current()
+          const pending = current()
+          let c = await pending
           if (c.closed) {
-            client = undefined
+            // Replace the dead client once, even when several fetches notice it together.
+            if (client === pending) client = undefined
             c = await current()
           }
           return c.fetch(hash, length, options)

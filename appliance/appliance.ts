@@ -103,6 +103,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           status,
           startedAt,
           now: () => clock.now(),
+          node: () => ({ peerId: node?.peerId ?? '', multiaddrs: node?.multiaddrs() ?? [] }),
           log,
         })
         const host = options.overrides?.httpHost ?? config.http.host

@@ -1,6 +1,7 @@
 import { StateError } from '../shared/errors.ts'
 import type { SignedEnvelope } from '../shared/metadata/envelope.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
+import { Mutex } from '../shared/store/mutex.ts'
 import type { StateBatchOp, StateDb } from '../shared/store/state-db.ts'
 
 /** What the appliance knows about one bundle; the signed manifest is stored beside it. */
@@ -21,8 +22,14 @@ const manifestKey = (id: string) => `manifest:${id}`
 /** Bundles and their signed manifests in the state database. */
 export class Catalog {
   readonly #db: StateDb
+  readonly #lock = new Mutex()
   constructor(db: StateDb) {
     this.#db = db
+  }
+
+  /** Serialises read-modify-write of bundle records (ingest, manifest refresh). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#lock.runExclusive(fn)
   }
 
   /** Batch operations that record a bundle with its newest signed manifest. */

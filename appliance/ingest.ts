@@ -108,45 +108,50 @@ export async function ingest(
         options.onProgress?.('store', stored, packed.size)
       },
     )
-    const now = deps.clock.now()
-    const version = await deps.db.nextCounter('metadata-version')
-    const manifest = validateManifest({
-      type: MANIFEST_TYPE,
-      specVersion: MANIFEST_SPEC_VERSION,
-      bundleId: content.sha256,
-      version,
-      created: new Date(now).toISOString(),
-      expires: new Date(now + deps.manifestTtlDays * 86_400_000).toISOString(),
-      patch: {
+    // Version, signature and record in one critical section with the manifest refresh, so a
+    // refresh can never overwrite an acknowledged ingest with an older body.
+    const { manifest, record } = await deps.catalog.exclusive(async () => {
+      const now = deps.clock.now()
+      const version = await deps.db.nextCounter('metadata-version')
+      const manifest = validateManifest({
+        type: MANIFEST_TYPE,
+        specVersion: MANIFEST_SPEC_VERSION,
+        bundleId: content.sha256,
+        version,
+        created: new Date(now).toISOString(),
+        expires: new Date(now + deps.manifestTtlDays * 86_400_000).toISOString(),
+        patch: {
+          name: req.name,
+          vendor: req.vendor ?? 'local',
+          product: req.product ?? req.name,
+          version: req.version,
+          classification: req.classification ?? 'other',
+          severity: req.severity ?? 'none',
+          cves: req.cves ?? [],
+          supersedes: req.supersedes ?? [],
+          requires: req.requires ?? [],
+          platform: { os: req.os ?? 'any', arch: req.arch ?? 'any' },
+          ...(req.advisory === undefined ? {} : { advisory: req.advisory }),
+          ...(req.description === undefined ? {} : { description: req.description }),
+        },
+        install: { type: 'files', targetRoot: req.targetRoot, maxRunSeconds: req.maxRunSeconds ?? 600 },
+        rollback: { type: 'files-backup' },
+        content,
+      } satisfies Manifest)
+      const envelope = signEnvelope(manifest, deps.signer)
+      const record: BundleRecord = {
+        bundleId: manifest.bundleId,
         name: req.name,
-        vendor: req.vendor ?? 'local',
-        product: req.product ?? req.name,
         version: req.version,
-        classification: req.classification ?? 'other',
-        severity: req.severity ?? 'none',
-        cves: req.cves ?? [],
-        supersedes: req.supersedes ?? [],
-        requires: req.requires ?? [],
-        platform: { os: req.os ?? 'any', arch: req.arch ?? 'any' },
-        ...(req.advisory === undefined ? {} : { advisory: req.advisory }),
-        ...(req.description === undefined ? {} : { description: req.description }),
-      },
-      install: { type: 'files', targetRoot: req.targetRoot, maxRunSeconds: req.maxRunSeconds ?? 600 },
-      rollback: { type: 'files-backup' },
-      content,
-    } satisfies Manifest)
-    const envelope = signEnvelope(manifest, deps.signer)
-    const record: BundleRecord = {
-      bundleId: manifest.bundleId,
-      name: req.name,
-      version: req.version,
-      size: content.size,
-      chunkSize,
-      chunks: content.chunks.length,
-      manifestVersion: version,
-      ingestedAt: manifest.created,
-    }
-    await deps.db.batch(deps.catalog.putOps(record, envelope))
+        size: content.size,
+        chunkSize,
+        chunks: content.chunks.length,
+        manifestVersion: version,
+        ingestedAt: manifest.created,
+      }
+      await deps.db.batch(deps.catalog.putOps(record, envelope))
+      return { manifest, record }
+    })
     deps.log.info(
       { bundleId: record.bundleId, name: req.name, version: req.version, size: content.size, newChunks },
       'bundle ingested',

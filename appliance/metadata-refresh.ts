@@ -24,23 +24,37 @@ export interface RefreshDeps {
 export async function refreshMetadata(deps: RefreshDeps): Promise<{ manifests: number; assignments: number }> {
   const now = deps.clock.now()
   let manifests = 0
-  for (const record of await deps.catalog.list()) {
-    const env = await deps.catalog.manifest(record.bundleId)
-    if (!env || !isPastRefreshPoint(env.signed, now)) continue
-    const version = await deps.db.nextCounter('metadata-version')
-    const manifest = validateManifest({
-      ...env.signed,
-      version,
-      created: new Date(now).toISOString(),
-      expires: new Date(now + deps.manifestTtlDays * 86_400_000).toISOString(),
-    } satisfies Manifest)
-    await deps.db.batch(
-      deps.catalog.putOps({ ...record, manifestVersion: version }, signEnvelope(manifest, deps.signer)),
-    )
-    manifests++
+  let assignments = 0
+  try {
+    for (const { bundleId } of await deps.catalog.list()) {
+      const refreshed = await deps.catalog.exclusive(async () => {
+        // Re-read inside the lock: an ingest may have replaced the manifest meanwhile.
+        const record = await deps.catalog.get(bundleId)
+        const env = await deps.catalog.manifest(bundleId)
+        if (!record || !env || !isPastRefreshPoint(env.signed, now)) return false
+        const version = await deps.db.nextCounter('metadata-version')
+        const manifest = validateManifest({
+          ...env.signed,
+          version,
+          created: new Date(now).toISOString(),
+          expires: new Date(now + deps.manifestTtlDays * 86_400_000).toISOString(),
+        } satisfies Manifest)
+        await deps.db.batch(
+          deps.catalog.putOps({ ...record, manifestVersion: version }, signEnvelope(manifest, deps.signer)),
+        )
+        return true
+      })
+      if (refreshed) manifests++
+    }
+  } finally {
+    if (manifests > 0) deps.log.info({ manifests }, 'manifests re-signed before expiry')
+    // Even after a failure midway, assignments follow the manifests already re-signed.
+    assignments = await deps.assignments.refresh().catch((err) => {
+      deps.log.error({ err }, 'assignment refresh failed')
+      return 0
+    })
   }
-  if (manifests > 0) deps.log.info({ manifests }, 'manifests re-signed before expiry')
-  return { manifests, assignments: await deps.assignments.refresh() }
+  return { manifests, assignments }
 }
 
 /** Runs `refreshMetadata` at start and then every `intervalMs` (default hourly). */
@@ -49,6 +63,7 @@ export class MetadataRefresher {
   readonly #intervalMs: number
   #timer: NodeJS.Timeout | undefined
   #running: Promise<unknown> = Promise.resolve()
+  #busy = false
 
   constructor(deps: RefreshDeps, intervalMs = 3_600_000) {
     this.#deps = deps
@@ -68,7 +83,13 @@ export class MetadataRefresher {
   }
 
   #run(): Promise<unknown> {
-    this.#running = refreshMetadata(this.#deps).catch((err) => this.#deps.log.error({ err }, 'metadata refresh failed'))
+    if (this.#busy) return this.#running // the previous run is still going: skip this tick
+    this.#busy = true
+    this.#running = refreshMetadata(this.#deps)
+      .catch((err) => this.#deps.log.error({ err }, 'metadata refresh failed'))
+      .finally(() => {
+        this.#busy = false
+      })
     return this.#running
   }
 }

@@ -89,6 +89,8 @@ export interface FilesInstaller {
   recover(): Promise<RecoverResult>
   /** The journal state of a bundle, or `undefined` if it was never installed. */
   status(bundleId: string): Promise<JournalState | undefined>
+  /** The (real) target root a bundle is installed under, if it is installed. */
+  installedRoot(bundleId: string): Promise<string | undefined>
 }
 
 /** The tmp file next to a target; payload names with this suffix are refused. */
@@ -292,5 +294,9 @@ export function createFilesInstaller(options: FilesInstallerOptions): FilesInsta
     rollback: (bundleId) => serial(() => rollback(bundleId)),
     recover: () => serial(recover),
     status: async (bundleId) => (await readJournal(bundlePaths(stateDir, bundleId).journal))?.state,
+    installedRoot: async (bundleId) => {
+      const j = await readJournal(bundlePaths(stateDir, bundleId).journal)
+      return j?.state === 'installed' ? j.targetRoot : undefined
+    },
   }
 }

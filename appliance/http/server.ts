@@ -22,6 +22,8 @@ export interface HttpDeps {
   core: ApplianceCore
   adminToken: string
   status: () => Promise<StatusView>
+  /** The libp2p identity for the health check (falls back to `status()`). */
+  node?: () => { peerId: string; multiaddrs: string[] }
   /** When the appliance started, by `now`'s clock. */
   startedAt: number
   now?: () => number
@@ -71,9 +73,10 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
       throw new AuthError('PSW_ERR_UNAUTHORIZED', 'admin token required')
   }
 
-  // Public: agents use it to find the appliance's current libp2p addresses.
+  // Public: agents use it to find the appliance's current libp2p addresses. Cheap on
+  // purpose (no database scan): anyone on the LAN may call it.
   app.get('/api/v1/health', async () => {
-    const s = await deps.status()
+    const s = deps.node ? deps.node() : await deps.status()
     return {
       status: 'ok',
       version: APP_VERSION,

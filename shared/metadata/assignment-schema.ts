@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { ValidationError } from '../errors.ts'
-import { MetadataVersion, PeerIdString, Sha256Hex, Timestamp } from './common-schema.ts'
+import { isRealTimestamp, MetadataVersion, PeerIdString, Sha256Hex, Timestamp } from './common-schema.ts'
 import { compileChecker } from './schema-check.ts'
 
 export const ASSIGNMENT_TYPE = 'patchswarm/assignment'
@@ -41,6 +41,9 @@ const checker = compileChecker(AssignmentSchema, 'PSW_ERR_ASSIGNMENT_INVALID')
 
 export function validateAssignment(value: unknown): Assignment {
   const a = checker.check(value, 'assignment')
+  if (!isRealTimestamp(a.created) || !isRealTimestamp(a.expires)) {
+    throw new ValidationError('PSW_ERR_ASSIGNMENT_INVALID', 'assignment created or expires is not a real date')
+  }
   if (Date.parse(a.expires) <= Date.parse(a.created)) {
     throw new ValidationError('PSW_ERR_ASSIGNMENT_INVALID', 'assignment expires is not after created')
   }

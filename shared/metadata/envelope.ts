@@ -113,6 +113,10 @@ export function checkFreshness(
   maxSkewMs: number,
   what: string,
 ) {
+  // NaN compares false both ways: an unparsable date must never mean "not expired".
+  if (!Number.isFinite(Date.parse(doc.expires)) || !Number.isFinite(Date.parse(doc.created))) {
+    throw new TrustError('PSW_ERR_METADATA_EXPIRED', `${what} has no valid dates`)
+  }
   if (Date.parse(doc.expires) <= now) {
     throw new TrustError('PSW_ERR_METADATA_EXPIRED', `${what} expired at ${doc.expires}`, {
       details: { expires: doc.expires, now: new Date(now).toISOString() },

@@ -41,6 +41,7 @@ describe('manifest validation', () => {
     ['unknown installer', { install: { ...base.install, type: 'msi' } }],
     ['uppercase hash', { content: { ...base.content, sha256: 'A'.repeat(64) } }],
     ['negative size', { content: { ...base.content, size: -1 } }],
+    ['expiry that is not a real date (never expires otherwise)', { expires: '2027-13-01T00:00:00.000Z' }],
   ])('refuses a manifest whose %s', (_what, change) => {
     expect(() => validateManifest({ ...structuredClone(base), ...change })).toThrow(
       expect.objectContaining({ code: 'PSW_ERR_MANIFEST_INVALID' }),

@@ -1,7 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { chunkCount, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE } from '../content/chunking.ts'
 import { ValidationError } from '../errors.ts'
-import { MetadataVersion, Sha256Hex, ShortText, Timestamp } from './common-schema.ts'
+import { isRealTimestamp, MetadataVersion, Sha256Hex, ShortText, Timestamp } from './common-schema.ts'
 import { compileChecker } from './schema-check.ts'
 
 export const MANIFEST_TYPE = 'patchswarm/manifest'
@@ -94,6 +94,7 @@ export function validateManifest(value: unknown): Manifest {
   if ((chunkSize & (chunkSize - 1)) !== 0) throw fail('chunk size is not a power of two')
   if (chunks.length !== chunkCount(size, chunkSize)) throw fail(`${chunks.length} chunk hashes for ${size} bytes`)
   if (m.bundleId !== sha256) throw fail('bundleId differs from content.sha256')
+  if (!isRealTimestamp(m.created) || !isRealTimestamp(m.expires)) throw fail('created or expires is not a real date')
   if (Date.parse(m.expires) <= Date.parse(m.created)) throw fail('expires is not after created')
   return m
 }

@@ -102,9 +102,24 @@ export class ChunkClient {
     return promise
   }
 
-  async close(): Promise<void> {
-    if (this.#stream.status === 'open') await this.#stream.close().catch(() => {})
-    await this.done
+  /** Closes our side and waits (at most `timeoutMs`) for the peer's; then resets the stream. */
+  async close(timeoutMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs)
+    })
+    const closed = (async () => {
+      if (this.#stream.status === 'open') await this.#stream.close().catch(() => {})
+      await this.done
+    })()
+    try {
+      if ((await Promise.race([closed, timedOut])) === 'timeout') {
+        // A half-open connection (peer gone without a FIN) would otherwise hold us for minutes.
+        this.abort(new ProtocolError('PSW_ERR_PEER_TIMEOUT', 'peer did not close the chunk stream'))
+      }
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   abort(err: Error): void {
