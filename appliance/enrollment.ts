@@ -90,7 +90,23 @@ export class Enrollment {
       const key = tokenKey(req.token)
       const rec = await db.get<TokenRecord>(key)
       if (!rec) throw new EnrollmentError('PSW_ERR_TOKEN_INVALID', 'unknown enrollment token')
-      if (rec.usedAt) throw new EnrollmentError('PSW_ERR_TOKEN_USED', 'enrollment token was already used')
+      if (rec.usedAt) {
+        // A retry by the agent that used this token (its answer was lost, or it crashed before
+        // saving it): proven by the CSR, it gets the same certificate again.
+        if (rec.usedBy === req.peerId) {
+          verifyCsr(req.csr, { expectedPeerId: req.peerId })
+          const device = await devices.get(req.peerId)
+          if (device) {
+            log.info({ peer: req.peerId }, 'enrollment answer repeated for a retry')
+            return {
+              certificate: device.certificatePem,
+              root: this.#deps.root.certPem,
+              appliance: this.#deps.appliance(),
+            }
+          }
+        }
+        throw new EnrollmentError('PSW_ERR_TOKEN_USED', 'enrollment token was already used')
+      }
       if (Date.parse(rec.expiresAt) <= now)
         throw new EnrollmentError('PSW_ERR_TOKEN_EXPIRED', 'enrollment token has expired')
       // Proof of possession first (the CSR is signed by the key the PeerId names), so a token
