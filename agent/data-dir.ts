@@ -1,10 +1,8 @@
-import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { type Static, Type } from '@sinclair/typebox'
-import { StoreError } from '../shared/errors.ts'
 import { PeerIdString } from '../shared/metadata/common-schema.ts'
-import { compileChecker, parseJsonLimited } from '../shared/metadata/schema-check.ts'
-import { writeFileDurable } from '../shared/store/durable-file.ts'
+import { compileChecker } from '../shared/metadata/schema-check.ts'
+import { readConfigFile, writeConfigFile } from '../shared/store/config-file.ts'
 
 export interface AgentLayout {
   root: string
@@ -57,20 +55,14 @@ export type AgentConfig = Static<typeof AgentConfigSchema>
 
 const checker = compileChecker(AgentConfigSchema)
 
-export async function readAgentConfig(dataDir: string): Promise<AgentConfig> {
-  const path = agentLayout(dataDir).config
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    throw new StoreError('PSW_ERR_DATA_DIR', `${dataDir} holds no enrolled agent (run 'patchswarm agent enroll')`, {
-      cause: err,
-    })
-  }
-  return checker.check(parseJsonLimited(text, 64 << 10, path), path)
+export function readAgentConfig(dataDir: string): Promise<AgentConfig> {
+  return readConfigFile(
+    agentLayout(dataDir).config,
+    checker,
+    `${dataDir} holds no enrolled agent (run 'patchswarm agent enroll')`,
+  )
 }
 
-export async function writeAgentConfig(dataDir: string, config: AgentConfig): Promise<void> {
-  checker.check(config, 'agent config')
-  await writeFileDurable(agentLayout(dataDir).config, `${JSON.stringify(config, null, 2)}\n`)
+export function writeAgentConfig(dataDir: string, config: AgentConfig): Promise<void> {
+  return writeConfigFile(agentLayout(dataDir).config, checker, config)
 }

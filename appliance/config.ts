@@ -1,9 +1,7 @@
-import { readFile } from 'node:fs/promises'
 import { type Static, Type } from '@sinclair/typebox'
 import { DEFAULT_CHUNK_SIZE } from '../shared/content/chunking.ts'
-import { StoreError } from '../shared/errors.ts'
-import { compileChecker, parseJsonLimited } from '../shared/metadata/schema-check.ts'
-import { writeFileDurable } from '../shared/store/durable-file.ts'
+import { compileChecker } from '../shared/metadata/schema-check.ts'
+import { readConfigFile, writeConfigFile } from '../shared/store/config-file.ts'
 import { applianceLayout } from './data-dir.ts'
 
 export const CONFIG_FORMAT = 'patchswarm.appliance-config/1'
@@ -52,24 +50,14 @@ export function defaultApplianceConfig(): ApplianceConfig {
 
 const checker = compileChecker(ApplianceConfigSchema)
 
-export async function readApplianceConfig(dataDir: string): Promise<ApplianceConfig> {
-  const path = applianceLayout(dataDir).config
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    throw new StoreError(
-      'PSW_ERR_DATA_DIR',
-      `${dataDir} is not an initialised appliance data directory (run 'patchswarm appliance init')`,
-      {
-        cause: err,
-      },
-    )
-  }
-  return checker.check(parseJsonLimited(text, 64 << 10, path), path)
+export function readApplianceConfig(dataDir: string): Promise<ApplianceConfig> {
+  return readConfigFile(
+    applianceLayout(dataDir).config,
+    checker,
+    `${dataDir} is not an initialised appliance data directory (run 'patchswarm appliance init')`,
+  )
 }
 
-export async function writeApplianceConfig(dataDir: string, config: ApplianceConfig): Promise<void> {
-  checker.check(config, 'appliance config')
-  await writeFileDurable(applianceLayout(dataDir).config, `${JSON.stringify(config, null, 2)}\n`)
+export function writeApplianceConfig(dataDir: string, config: ApplianceConfig): Promise<void> {
+  return writeConfigFile(applianceLayout(dataDir).config, checker, config)
 }
