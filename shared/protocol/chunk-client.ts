@@ -146,8 +146,10 @@ export class ChunkClient {
   async #readLoop(): Promise<void> {
     try {
       for await (const data of this.#stream) {
-        this.#buf.append(data)
-        this.#drainBuffer()
+        // Bodies are copied straight from the received pieces into the chunk buffer; only
+        // the few header bytes go through #buf.
+        if (data instanceof Uint8Array) this.#onBytes(data)
+        else for (const piece of data) this.#onBytes(piece)
       }
       this.#fail(new ProtocolError('PSW_ERR_PROTOCOL', 'peer closed the chunk stream'))
     } catch (err) {
@@ -157,64 +159,70 @@ export class ChunkClient {
     }
   }
 
-  #drainBuffer(): void {
-    while (this.#buf.byteLength > 0) {
+  #onBytes(piece: Uint8Array): void {
+    let off = 0
+    while (off < piece.byteLength) {
       const cur = this.#current
       if (cur) {
-        const n = Math.min(cur.remaining, this.#buf.byteLength)
-        if (cur.pending?.body) {
-          const slice = this.#buf.sublist(0, n)
-          for (const piece of slice) {
-            cur.pending.body.set(piece, cur.pending.filled)
-            cur.pending.filled += piece.byteLength
-          }
+        const n = Math.min(cur.remaining, piece.byteLength - off)
+        const p = cur.pending
+        if (p?.body) {
+          p.body.set(piece.subarray(off, off + n), p.filled)
+          p.filled += n
         }
-        this.#buf.consume(n)
+        off += n
         cur.remaining -= n
         if (cur.remaining === 0) {
           this.#current = undefined
-          if (cur.pending) this.#complete(cur.id, cur.pending)
+          if (p) this.#complete(cur.id, p)
         }
         continue
       }
-      const type = this.#buf.get(0)
-      if (type === MSG_DATA) {
-        if (this.#buf.byteLength < DATA_HEADER_BYTES) return
-        const id = this.#buf.getUint32(1)
-        const length = this.#buf.getUint32(5)
-        this.#buf.consume(DATA_HEADER_BYTES)
-        const pending = this.#pending.get(id)
-        const expected = pending?.length ?? this.#cancelled.get(id)
-        if (expected === undefined) throw new ProtocolError('PSW_ERR_PROTOCOL', `data for unknown request ${id}`)
-        if (length !== expected) {
-          throw new IntegrityError('PSW_ERR_CHUNK_SIZE', `peer sent ${length} bytes for a ${expected}-byte chunk`)
-        }
-        this.#cancelled.delete(id)
-        if (pending) {
-          pending.body =
-            pending.into && pending.into.byteLength >= length
-              ? pending.into.subarray(0, length)
-              : Buffer.allocUnsafe(length)
-        }
-        this.#current = { id, remaining: length, pending }
-      } else if (type === MSG_ERROR) {
-        if (this.#buf.byteLength < ERROR_BYTES) return
-        const id = this.#buf.getUint32(1)
-        const reason = this.#buf.get(5)
-        this.#buf.consume(ERROR_BYTES)
-        this.#cancelled.delete(id)
-        const p = this.#pending.get(id)
-        if (!p) continue
-        this.#pending.delete(id)
-        p.reject(
-          reason === ChunkErrorReason.NOT_FOUND
-            ? new ProtocolError('PSW_ERR_CHUNK_UNAVAILABLE', `peer does not have chunk ${p.hash.slice(0, 12)}`)
-            : new ProtocolError('PSW_ERR_PROTOCOL', `peer refused chunk request (reason ${reason})`),
-        )
-      } else {
+      // A header: DATA (9 bytes) or ERROR (6 bytes), possibly split across pieces.
+      const type = this.#buf.byteLength > 0 ? this.#buf.get(0) : piece[off]
+      const size = type === MSG_DATA ? DATA_HEADER_BYTES : type === MSG_ERROR ? ERROR_BYTES : 0
+      if (size === 0)
         throw new ProtocolError('PSW_ERR_PROTOCOL', `unknown chunk message type 0x${(type ?? 0).toString(16)}`)
+      const take = Math.min(size - this.#buf.byteLength, piece.byteLength - off)
+      this.#buf.append(piece.subarray(off, off + take))
+      off += take
+      if (this.#buf.byteLength === size) {
+        this.#onHeader(type!)
+        this.#buf.consume(size)
       }
     }
+  }
+
+  #onHeader(type: number): void {
+    const id = this.#buf.getUint32(1)
+    if (type === MSG_DATA) {
+      const length = this.#buf.getUint32(5)
+      const pending = this.#pending.get(id)
+      const expected = pending?.length ?? this.#cancelled.get(id)
+      if (expected === undefined) throw new ProtocolError('PSW_ERR_PROTOCOL', `data for unknown request ${id}`)
+      if (length !== expected) {
+        throw new IntegrityError('PSW_ERR_CHUNK_SIZE', `peer sent ${length} bytes for a ${expected}-byte chunk`)
+      }
+      this.#cancelled.delete(id)
+      if (pending) {
+        pending.body =
+          pending.into && pending.into.byteLength >= length
+            ? pending.into.subarray(0, length)
+            : Buffer.allocUnsafe(length)
+      }
+      this.#current = { id, remaining: length, pending }
+      return
+    }
+    const reason = this.#buf.get(5)
+    this.#cancelled.delete(id)
+    const p = this.#pending.get(id)
+    if (!p) return
+    this.#pending.delete(id)
+    p.reject(
+      reason === ChunkErrorReason.NOT_FOUND
+        ? new ProtocolError('PSW_ERR_CHUNK_UNAVAILABLE', `peer does not have chunk ${p.hash.slice(0, 12)}`)
+        : new ProtocolError('PSW_ERR_PROTOCOL', `peer refused chunk request (reason ${reason})`),
+    )
   }
 
   #complete(id: number, p: Pending): void {
