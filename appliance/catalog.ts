@@ -44,12 +44,6 @@ export class Catalog {
     return this.#db.get<BundleRecord>(bundleKey(bundleId))
   }
 
-  async require(bundleId: string): Promise<BundleRecord> {
-    const rec = await this.get(bundleId)
-    if (!rec) throw new StateError('PSW_ERR_NOT_FOUND', `no bundle ${bundleId}`)
-    return rec
-  }
-
   async manifest(bundleId: string): Promise<SignedEnvelope<Manifest> | undefined> {
     return this.#db.get<SignedEnvelope<Manifest>>(manifestKey(bundleId))
   }

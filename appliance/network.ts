@@ -1,4 +1,3 @@
-import { type FileHandle, open } from 'node:fs/promises'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { createP2PNode, type P2PNode } from '../shared/p2p/p2p-node.ts'
@@ -18,27 +17,6 @@ export interface ApplianceNetworkDeps {
 }
 
 /**
- * Serving fast path: one open, one read of exactly the requested length (plus one byte to
- * notice a longer file), one close. A missing or differently sized chunk is "not found";
- * the requester checks the hash of whatever it gets.
- */
-async function readChunkExact(path: string, length: number): Promise<Uint8Array | undefined> {
-  let fh: FileHandle
-  try {
-    fh = await open(path, 'r')
-  } catch {
-    return undefined
-  }
-  try {
-    const buf = Buffer.allocUnsafe(length + 1)
-    const { bytesRead } = await fh.read(buf, 0, length + 1, 0)
-    return bytesRead === length ? buf.subarray(0, length) : undefined
-  } finally {
-    await fh.close()
-  }
-}
-
-/**
  * The appliance's libp2p node: the chunk protocol (serving from the content store) and the
  * control protocol, behind a gater that admits enrolled agents only.
  */
@@ -53,7 +31,7 @@ export async function startApplianceNetwork(deps: ApplianceNetworkDeps): Promise
     CHUNK_PROTOCOL,
     (stream, peer) =>
       serveChunkStream(stream, {
-        source: { read: (hash, length) => readChunkExact(deps.chunks.path(hash), length) },
+        source: { read: (hash, length) => deps.chunks.readExact(hash, length) },
         log: deps.log,
         onServed: (bytes) => deps.onServed(peer, bytes),
       }),

@@ -51,10 +51,6 @@ export class ChunkClient {
     return this.#closed !== undefined
   }
 
-  get inflight(): number {
-    return this.#pending.size
-  }
-
   /**
    * Requests one chunk; resolves with verified bytes. With `into`, the bytes are received
    * into that buffer (≥ length) instead of a fresh one, so a caller can recycle buffers.

@@ -99,14 +99,15 @@ describe('chunk store', () => {
     expect(await store.verify(hash)).toBe(false)
   })
 
-  it('readInto fills a caller buffer and refuses one that is too small', async () => {
+  it('readExact returns a chunk of the expected length, and nothing for another length or a missing chunk', async () => {
     const data = randomBytes(3000)
     const hash = sha(data)
     await store.put(hash, data)
-    const buf = new Uint8Array(4096)
-    expect(await store.readInto(hash, buf)).toBe(3000)
-    expect(Buffer.from(buf.subarray(0, 3000)).equals(data)).toBe(true)
-    await expect(store.readInto(hash, new Uint8Array(100))).rejects.toMatchObject({ code: 'PSW_ERR_INVALID_ARGUMENT' })
+    expect(Buffer.from((await store.readExact(hash, 3000))!).equals(data)).toBe(true)
+    expect(await store.readExact(hash, 2999)).toBeUndefined()
+    expect(await store.readExact(hash, 3001)).toBeUndefined()
+    expect(await store.readExact(sha(randomBytes(8)), 8)).toBeUndefined()
+    await expect(store.readExact('../etc/passwd', 8)).rejects.toMatchObject({ code: 'PSW_ERR_INVALID_ARGUMENT' })
   })
 
   it('reports a missing chunk as PSW_ERR_NOT_FOUND', async () => {

@@ -7,13 +7,13 @@
 import { createHash } from 'node:crypto'
 import { type FileHandle, mkdir, open, readdir, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
+import { MAX_CHUNK_SIZE } from '../content/chunking.ts'
 import { IntegrityError, mapFsError, StateError, ValidationError } from '../errors.ts'
 import { type Logger, silentLogger } from '../log.ts'
 import { fsyncDir, TMP_MARKER, writeFileDurable } from './durable-file.ts'
 import { KeyedMutex } from './mutex.ts'
 
 /** Upper bound of a chunk (the largest configurable chunk size). */
-export const MAX_CHUNK_BYTES = 16 * 1024 * 1024
 
 const HASH_RE = /^[0-9a-f]{64}$/
 const SHARD_RE = /^[0-9a-f]{2}$/
@@ -22,7 +22,7 @@ export interface ChunkStoreInit {
   /** Directory that holds the shard folders; created by `start()`. */
   dir: string
   log?: Logger
-  /** Largest chunk accepted or read (default {@link MAX_CHUNK_BYTES}). */
+  /** Largest chunk accepted or read (default {@link MAX_CHUNK_SIZE}). */
   maxChunkBytes?: number
 }
 
@@ -45,8 +45,11 @@ export interface ChunkStore {
   put(hashHex: string, data: Uint8Array, options?: ChunkOpOptions): Promise<{ stored: boolean }>
   /** Reads a whole chunk without re-hashing it. */
   read(hashHex: string, options?: ChunkOpOptions): Promise<Uint8Array>
-  /** Reads a chunk into `buf` (no allocation); returns the chunk's length. */
-  readInto(hashHex: string, buf: Uint8Array): Promise<number>
+  /**
+   * Reads a chunk expected to be `length` bytes, without re-hashing; undefined when it is not
+   * stored or has another length (serving: the requester checks the hash).
+   */
+  readExact(hashHex: string, length: number): Promise<Uint8Array | undefined>
   /** Re-hashes a stored chunk, streaming; false if the file no longer matches its name. */
   verify(hashHex: string, options?: ChunkOpOptions): Promise<boolean>
   /** Removes a chunk; false if it was not stored. */
@@ -76,7 +79,7 @@ function notFound(hashHex: string, cause: unknown): StateError {
 
 /** Creates a chunk store rooted at `init.dir`. */
 export function createChunkStore(init: ChunkStoreInit): ChunkStore {
-  const { dir, maxChunkBytes = MAX_CHUNK_BYTES } = init
+  const { dir, maxChunkBytes = MAX_CHUNK_SIZE } = init
   const log = init.log ?? silentLogger()
   const locks = new KeyedMutex()
   const running = new Set<Promise<unknown>>()
@@ -209,27 +212,25 @@ export function createChunkStore(init: ChunkStoreInit): ChunkStore {
         }),
       ),
 
-    readInto: (hashHex, buf) =>
-      track(() =>
-        readWith(hashHex, async (handle, size) => {
-          if (size > buf.byteLength) {
-            throw new ValidationError(
-              'PSW_ERR_INVALID_ARGUMENT',
-              `buffer of ${buf.byteLength} bytes cannot hold chunk`,
-              {
-                details: { hash: hashHex, size },
-              },
-            )
-          }
-          let offset = 0
-          while (offset < size) {
-            const { bytesRead } = await handle.read(buf, offset, size - offset, offset)
-            if (bytesRead === 0) break
-            offset += bytesRead
-          }
-          return offset
-        }),
-      ),
+    readExact: (hashHex, length) =>
+      track(async () => {
+        // The serving fast path: one open, one read of the expected length plus one byte
+        // (to notice a longer file), one close; no stat, no growing buffer.
+        let handle: FileHandle
+        try {
+          handle = await open(pathOf(hashHex), 'r')
+        } catch (err) {
+          if (isNotFound(err)) return undefined
+          throw err
+        }
+        try {
+          const buf = Buffer.allocUnsafe(length + 1)
+          const { bytesRead } = await handle.read(buf, 0, length + 1, 0)
+          return bytesRead === length ? buf.subarray(0, length) : undefined
+        } finally {
+          await handle.close()
+        }
+      }),
 
     verify: (hashHex, options = {}) =>
       track(() =>

@@ -119,12 +119,6 @@ export class ChunkPicker {
     if (from.size === 0) this.#inflight.delete(index)
   }
 
-  inflightFrom(peer: string): number {
-    let n = 0
-    for (const from of this.#inflight.values()) if (from.has(peer)) n++
-    return n
-  }
-
   #markInflight(index: number, peer: string): void {
     let from = this.#inflight.get(index)
     if (!from) {
