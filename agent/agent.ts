@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { mkdir, readFile, realpath, rm } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { isAbsolute, join, normalize, relative, resolve } from 'node:path'
@@ -9,15 +10,15 @@ import { readBodyLimited } from '../shared/http/read-limited.ts'
 import type { Assignment } from '../shared/metadata/assignment-schema.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
 import { privateKeyFromBytes } from '../shared/p2p/p2p-node.ts'
-import type { AgentReportT } from '../shared/protocol/control-protocol.ts'
+import { type AgentReportT, checkAnnounceResponse } from '../shared/protocol/control-protocol.ts'
 import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
 import { BundleStates } from './bundle-state.ts'
 import { type AgentConfig, agentLayout, readAgentConfig, writeAgentConfig } from './data-dir.ts'
-import { downloadBundle } from './downloader.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
 import { MetadataGuard } from './metadata-guard.ts'
 import { type AgentNetwork, startAgentNetwork } from './network.ts'
+import { AgentSwarm } from './swarm/agent-swarm.ts'
 import { readVerified } from './verified-reader.ts'
 
 export const AGENT_SCHEMA_VERSION = 1
@@ -34,6 +35,10 @@ export interface AgentOptions {
   once?: boolean
   /** Override of the configured download rate cap (bytes/s, 0 = unlimited). */
   downloadBytesPerSecond?: number
+  /** Override of the configured upload rate cap for serving peers (bytes/s, 0 = unlimited). */
+  uploadBytesPerSecond?: number
+  /** Override of the configured mDNS discovery. */
+  mdns?: boolean
 }
 
 export interface Agent {
@@ -96,6 +101,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   const downloadRate = options.downloadBytesPerSecond ?? config.downloadBytesPerSecond ?? 0
   const rateLimit = new TokenBucket({ rate: downloadRate, burst: Math.max(1 << 20, downloadRate / 4), clock })
   let network: AgentNetwork | undefined
+  let swarm: AgentSwarm | undefined
+  /** Enrolled PeerIds from the last accepted signed member list (the gater admits these). */
+  let members = new Set<string>((await db.get<string[]>('members:list')) ?? [])
   let refused: { code: string; message: string } | undefined
   let assignmentVersion: number | undefined
   /** Bundle ids of the newest accepted assignment (undefined until one was fetched). */
@@ -110,7 +118,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     const bundles = (await states.list())
       .filter((b) => currentBundles === undefined || currentBundles.has(b.bundleId))
       .slice(-MAX_REPORTED_BUNDLES)
-      .map(({ manifestVersion: _m, updatedAt: _u, ...b }) => b)
+      // Live counters of an open swarm session (bytes served keep growing while seeding).
+      .map(({ manifestVersion: _m, updatedAt: _u, ...b }) => {
+        const live = swarm?.get(b.bundleId)?.counters
+        return live ? { ...b, transfer: { ...live } } : b
+      })
     const body: AgentReportT = {
       agentVersion: AGENT_VERSION,
       hostname: config.hostname || hostname(),
@@ -142,7 +154,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
 
   const handleBundle = async (entry: Assignment['bundles'][number]) => {
     const previous = await states.get(entry.bundleId)
-    if (previous?.state === 'installed' && previous.manifestVersion === entry.manifestVersion) return
+    const partPath = join(layout.downloads, `${entry.bundleId}.part`)
+    // Installed and seeding (or nothing left to seed from): nothing to do.
+    if (
+      previous?.state === 'installed' &&
+      previous.manifestVersion === entry.manifestVersion &&
+      (swarm?.get(entry.bundleId) || !existsSync(partPath))
+    )
+      return
     const base = {
       bundleId: entry.bundleId,
       manifestVersion: entry.manifestVersion,
@@ -173,6 +192,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     const already = await installedAt(manifest)
     if (already === 'here') {
       await states.put({ ...base, state: 'installed', chunksHave: total, chunksTotal: total })
+      // The downloaded copy is still here: seed it to the site's other agents.
+      if (existsSync(partPath) && !swarm!.get(manifest.bundleId)) {
+        const session = await swarm!.session(manifest, partPath, base.transfer)
+        if (!session.complete) await swarm!.close(manifest.bundleId)
+      }
       return
     }
     if (already === 'elsewhere') {
@@ -183,29 +207,20 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: total, error })
       return
     }
-    const partPath = join(layout.downloads, `${manifest.bundleId}.part`)
-    const fetcher = network!.applianceFetcher()
     let installing = false
     try {
       await states.put({ ...base, state: 'downloading', chunksHave: 0, chunksTotal: total })
+      // Downloads from peers and the appliance at once, and seeds what it has meanwhile.
+      const session = await swarm!.session(manifest, partPath, base.transfer)
       let lastLogged = -1
-      const result = await downloadBundle({
-        manifest,
-        partPath,
-        fetcher,
-        window: config.requestWindow,
-        signal: stopping.signal,
-        rateLimit,
-        log: log.child({ component: 'agent:download', bundleId: manifest.bundleId.slice(0, 12) }),
-        onProgress: ({ have }) => {
-          const tenth = Math.floor((10 * have) / total)
-          if (tenth !== lastLogged) {
-            lastLogged = tenth
-            log.info({ bundleId: manifest.bundleId.slice(0, 12), have, total }, 'downloading')
-          }
-        },
+      const result = await session.download(stopping.signal, (have) => {
+        const tenth = Math.floor((10 * have) / total)
+        if (tenth !== lastLogged) {
+          lastLogged = tenth
+          log.info({ bundleId: manifest.bundleId.slice(0, 12), have, total }, 'downloading')
+        }
       })
-      base.transfer = { ...base.transfer, bytesFromAppliance: base.transfer.bytesFromAppliance + result.fetchedBytes }
+      base.transfer = { ...session.counters }
       const state = await states.put({
         ...base,
         state: 'downloaded',
@@ -225,9 +240,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         openVerified: () => readVerified(partPath, manifest),
       })
       await states.put({ ...state, state: 'installed' })
-      // Installed: the downloaded copy is not needed any more (the swarm issue will keep
-      // it while peers still need it).
-      await rm(partPath, { force: true })
+      // The downloaded copy stays while the bundle is assigned: other agents fetch it from here.
       log.info({ bundleId: manifest.bundleId.slice(0, 12), patch: manifest.patch.name }, 'bundle installed')
     } catch (err) {
       if (stopping.signal.aborted) return
@@ -237,10 +250,38 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       // A downloaded file that fails its checks while installing is discarded. A download
       // that fails keeps its verified chunks for the next attempt (bad bytes are never written).
       if (installing && isPswError(err) && (err.code === 'PSW_ERR_BUNDLE_HASH' || err.code === 'PSW_ERR_CHUNK_HASH')) {
+        await swarm!.close(manifest.bundleId)
         await rm(partPath, { force: true })
+      } else if (!installing) {
+        // Keeps its verified chunks on disk; the next cycle opens a fresh session.
+        await swarm!.close(manifest.bundleId)
       }
-    } finally {
-      await fetcher.close()
+    }
+  }
+
+  /** Fetches the signed member list; the gater admits exactly these peers from now on. */
+  const refreshMembers = async () => {
+    try {
+      const envelope = await network!.control({ op: 'get-members' }, AbortSignal.timeout(30_000))
+      const list = await guard.acceptMembers(envelope)
+      const next = new Set(list.peers)
+      const gone = [...members].filter((p) => !next.has(p))
+      members = next
+      await db.put('members:list', list.peers)
+      for (const p of gone) await network!.node.hangUp(p)
+    } catch (err) {
+      log.warn({ ...errorInfo(err) }, 'member list not updated')
+    }
+  }
+
+  /** Bundles no longer assigned: stop seeding them and delete the downloaded copy. */
+  const dropUnassigned = async () => {
+    if (!swarm || currentBundles === undefined) return
+    for (const bundleId of swarm.bundleIds()) {
+      if (currentBundles.has(bundleId)) continue
+      await swarm.close(bundleId)
+      await rm(join(layout.downloads, `${bundleId}.part`), { force: true })
+      log.info({ bundleId: bundleId.slice(0, 12) }, 'bundle no longer assigned; stopped seeding it')
     }
   }
 
@@ -301,6 +342,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       refused = errorInfo(err)
       log.warn(refused, 'assignment refused')
     }
+    await refreshMembers()
+    await dropUnassigned()
     for (const entry of assignment?.bundles ?? []) {
       if (stopping.signal.aborted) break
       await handleBundle(entry)
@@ -325,8 +368,36 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         privateKey,
         listen: config.listen,
         appliance,
+        isPeerAllowed: (peer) => members.has(peer) && (swarm?.allowed(peer) ?? true),
+        mdns: options.mdns ?? config.mdns ?? true,
+        onDiscovery: (peer, addrs) => swarm?.discovered(peer, addrs),
         log: log.child({ component: 'agent:p2p' }),
       })
+      const net = network
+      const uploadRate = options.uploadBytesPerSecond ?? config.uploadBytesPerSecond ?? 0
+      swarm = new AgentSwarm({
+        node: net.node,
+        appliance,
+        announce: async (bundleId, request) =>
+          checkAnnounceResponse.check(
+            await net.control({ op: 'announce', bundleId, ...request }, AbortSignal.timeout(10_000)),
+            'announce response',
+          ),
+        isMember: (peer) => members.has(peer),
+        downloadRate: rateLimit,
+        upload: { bytesPerSecond: uploadRate, slots: config.uploadSlots ?? 4 },
+        tuning: {
+          peerWindow: 2,
+          applianceWindow: 2,
+          soloWindow: config.requestWindow,
+          maxInflight: Math.max(config.requestWindow, 16),
+          maxPeers: config.maxPeers ?? 30,
+        },
+        clock,
+        random: Math.random,
+        log: log.child({ component: 'agent:swarm' }),
+      })
+      await swarm.start()
       log.info({ peerId: network.node.peerId, appliance: config.appliancePeerId }, 'agent started')
       if (options.once) return
       const pollMs = (options.pollSeconds ?? config.pollSeconds) * 1000
@@ -340,6 +411,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     async stop() {
       stopping.abort()
       await loop
+      await syncing?.catch(() => {})
+      await swarm?.stop()
+      swarm = undefined
       await network?.stop()
       network = undefined
       await db.close()

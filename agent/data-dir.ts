@@ -48,6 +48,14 @@ export const AgentConfigSchema = Type.Object(
     requestWindow: Type.Integer({ minimum: 1, maximum: 64 }),
     /** Download rate cap in bytes per second; 0 = unlimited. */
     downloadBytesPerSecond: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Upload rate cap for serving peers, bytes per second; 0 = unlimited. */
+    uploadBytesPerSecond: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Chunks sent to peers at once (upload slots). Default 4. */
+    uploadSlots: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** Peers kept per bundle. Default 30. */
+    maxPeers: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
+    /** Find peers on the LAN with mDNS. Default true. */
+    mdns: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 )

@@ -38,6 +38,8 @@ export interface EnrollOptions {
   hostname?: string
   installRoot?: string
   listen?: string[]
+  /** Find peers with mDNS (off for loopback-only tests). Default true. */
+  mdns?: boolean
   /** If given, the appliance's root must have this SHA-256 fingerprint (shown by `appliance token`). */
   rootFingerprint?: string
   now?: () => number
@@ -115,6 +117,7 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentConfig> 
     pollSeconds: 30,
     requestWindow: 8,
     downloadBytesPerSecond: 0,
+    mdns: options.mdns ?? true,
   }
   await writeAgentConfig(options.dataDir, config)
   return config

@@ -13,6 +13,7 @@ import {
   type Manifest,
   validateManifest,
 } from '../shared/metadata/manifest-schema.ts'
+import { MAX_MEMBERS_BYTES, MEMBERS_TYPE, type Members, validateMembers } from '../shared/metadata/members-schema.ts'
 import type { StateDb } from '../shared/store/state-db.ts'
 
 /** Signed documents arrive parsed; their encoded size still has a limit (endless data). */
@@ -75,6 +76,19 @@ export class MetadataGuard {
       )
     }
     await this.#remember(`seen:manifest:${value.bundleId}`, value, 'manifest')
+    return value
+  }
+
+  /** The signed list of enrolled peers, fed to the connection gater (fail closed, no rollback). */
+  async acceptMembers(envelope: unknown): Promise<Members> {
+    limitSize(envelope, MAX_MEMBERS_BYTES, 'member list')
+    const { value } = verifyEnvelope(envelope, {
+      type: MEMBERS_TYPE,
+      rootPem: this.#rootPem,
+      now: this.#now(),
+      validate: validateMembers,
+    })
+    await this.#remember('seen:members', value, 'member list')
     return value
   }
 

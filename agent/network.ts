@@ -12,6 +12,10 @@ export interface AgentNetworkDeps {
   listen: string[]
   /** The appliance's PeerId (pinned) and its last known addresses (may be updated). */
   appliance: { peerId: string; addrs: string[] }
+  /** Other agents admitted by the gater (enrolled per the signed member list, not banned). */
+  isPeerAllowed: (peerId: string) => boolean
+  mdns: boolean
+  onDiscovery?: (peerId: string, addrs: string[]) => void
   log: Logger
 }
 
@@ -24,15 +28,17 @@ export interface AgentNetwork {
 }
 
 /**
- * The agent's libp2p node. For now its gater admits the appliance only; the swarm issue
- * feeds it the appliance's signed list of enrolled peers.
+ * The agent's libp2p node. Its gater admits the appliance and the agents on the appliance's
+ * signed member list (minus banned ones).
  */
 export async function startAgentNetwork(deps: AgentNetworkDeps): Promise<AgentNetwork> {
   const { appliance } = deps
   const node = await createP2PNode({
     privateKey: deps.privateKey,
     listen: deps.listen,
-    isAllowed: (peer) => peer === appliance.peerId,
+    isAllowed: (peer) => peer === appliance.peerId || deps.isPeerAllowed(peer),
+    mdns: deps.mdns,
+    onDiscovery: deps.onDiscovery,
     log: deps.log,
   })
   await node.start()

@@ -9,6 +9,7 @@ import type { BundleRecord } from './catalog.ts'
 import { applianceLayout, readAdminToken } from './data-dir.ts'
 import type { DeviceRecord } from './devices.ts'
 import type { IngestProgress, IngestRequest } from './ingest.ts'
+import type { BundleSwarmStats } from './swarm.ts'
 
 /** What the CLI can ask of an appliance, whether it is running or not. */
 export interface AdminClient {
@@ -20,6 +21,7 @@ export interface AdminClient {
     devices: Omit<DeviceRecord, 'certificatePem'>[]
     rootFingerprint: string
     httpUrl: string
+    swarm?: BundleSwarmStats[]
   }>
   close(): Promise<void>
 }

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
 import { StoreError } from '../shared/errors.ts'
-import type { P2PNode } from '../shared/p2p/p2p-node.ts'
+import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { writeFileDurable } from '../shared/store/durable-file.ts'
 import type { ApplianceConfig } from './config.ts'
 import { createControlHandler } from './control-handler.ts'
@@ -11,15 +11,23 @@ import { type ApplianceCore, openApplianceCore } from './core.ts'
 import { readAdminToken } from './data-dir.ts'
 import { createHttpServer } from './http/server.ts'
 import type { StatusView } from './http/status-page.ts'
+import { MemberList } from './members.ts'
 import { MetadataRefresher } from './metadata-refresh.ts'
-import { startApplianceNetwork } from './network.ts'
+import { type ApplianceNetwork, startApplianceNetwork } from './network.ts'
+import { ApplianceSwarm, type BundleSwarmStats } from './swarm.ts'
 
 export interface ApplianceOptions {
   dataDir: string
   clock: Clock
   log: Logger
   /** Overrides of the stored config for this run (CLI flags). */
-  overrides?: { httpHost?: string; httpPort?: number; p2pListen?: string[] }
+  overrides?: {
+    httpHost?: string
+    httpPort?: number
+    p2pListen?: string[]
+    /** Upload cap in bytes per second (0 = unlimited). */
+    uploadBytesPerSecond?: number
+  }
 }
 
 /** What a running appliance publishes in `<data>/run.json` for the CLI. */
@@ -36,6 +44,8 @@ export interface Appliance {
   readonly core: ApplianceCore
   /** Bytes of chunks this appliance uploaded since start, per peer. */
   bytesServed(): Map<string, number>
+  /** The tracker's view of a bundle's swarm and what the appliance uploaded for it. */
+  swarmStats(bundleId: string): BundleSwarmStats
 }
 
 /** Wires the core, the libp2p node and the HTTP server of `patchswarm appliance start`. */
@@ -53,26 +63,39 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
   })
   const config: ApplianceConfig = core.config
   const served = new Map<string, number>()
-  let node: P2PNode | undefined
+  let network: ApplianceNetwork | undefined
+  const swarm = new ApplianceSwarm({
+    catalog: core.catalog,
+    assignments: core.assignments,
+    db: core.db,
+    clock,
+    random: Math.random,
+    log: log.child({ component: 'appliance:swarm' }),
+  })
+  const members = new MemberList({ db: core.db, devices: core.devices, signer: core.identity.signer, clock })
+  const uploadRate = options.overrides?.uploadBytesPerSecond ?? config.uploadBytesPerSecond ?? 0
   let http: FastifyInstance | undefined
   let refresher: MetadataRefresher | undefined
   const startedAt = clock.now()
 
   const status = async (): Promise<StatusView> => ({
     siteName: config.siteName,
-    peerId: node?.peerId ?? '',
-    multiaddrs: node?.multiaddrs() ?? [],
+    peerId: network?.node.peerId ?? '',
+    multiaddrs: network?.node.multiaddrs() ?? [],
     rootFingerprint: core.identity.rootFingerprint,
     bundles: await core.catalog.list(),
     devices: await core.devices.list(),
+    swarm: (await core.catalog.list()).map((b) => swarm.stats(b.bundleId)),
   })
 
   const appliance: Appliance = {
     core,
     bytesServed: () => new Map(served),
+    swarmStats: (bundleId) => swarm.stats(bundleId),
     async start() {
       try {
-        node = await startApplianceNetwork({
+        await swarm.start()
+        network = await startApplianceNetwork({
           privateKey: core.identity.libp2pKey,
           listen: options.overrides?.p2pListen ?? config.p2p.listen,
           isMember: (peer) => core.devices.isMember(peer),
@@ -81,9 +104,17 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
             assignments: core.assignments,
             catalog: core.catalog,
             devices: core.devices,
+            members,
+            swarm,
             clock,
             log: log.child({ component: 'appliance:control' }),
           }),
+          swarm,
+          upload: {
+            rateLimit: new TokenBucket({ rate: uploadRate, burst: Math.max(1 << 20, uploadRate / 8), clock }),
+            slots: config.uploadSlots ?? 4,
+          },
+          now: () => clock.now(),
           onServed: (peer, bytes) => served.set(peer, (served.get(peer) ?? 0) + bytes),
           log: log.child({ component: 'appliance:p2p' }),
         })
@@ -103,7 +134,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           status,
           startedAt,
           now: () => clock.now(),
-          node: () => ({ peerId: node?.peerId ?? '', multiaddrs: node?.multiaddrs() ?? [] }),
+          node: () => ({ peerId: network?.node.peerId ?? '', multiaddrs: network?.node.multiaddrs() ?? [] }),
           log,
         })
         const host = options.overrides?.httpHost ?? config.http.host
@@ -114,8 +145,8 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
         info = {
           pid: process.pid,
           httpUrl: `http://${urlHost}:${port}`,
-          peerId: node.peerId,
-          multiaddrs: node.multiaddrs(),
+          peerId: network.node.peerId,
+          multiaddrs: network.node.multiaddrs(),
         }
         await writeFileDurable(core.layout.runInfo, `${JSON.stringify(info, null, 2)}\n`)
         log.info({ httpUrl: info.httpUrl, peerId: info.peerId, multiaddrs: info.multiaddrs }, 'appliance started')
@@ -138,8 +169,9 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
       refresher = undefined
       await http?.close()
       http = undefined
-      await node?.stop()
-      node = undefined
+      await network?.stop()
+      network = undefined
+      await swarm.stop()
       await core.close()
     },
   }

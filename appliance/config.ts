@@ -25,6 +25,10 @@ export const ApplianceConfigSchema = Type.Object(
     manifestTtlDays: Type.Integer({ minimum: 1, maximum: 3650 }),
     assignmentTtlDays: Type.Integer({ minimum: 1, maximum: 365 }),
     tokenTtlHours: Type.Integer({ minimum: 1, maximum: 24 * 30 }),
+    /** The appliance's chunk upload cap in bytes per second (0 = unlimited). */
+    uploadBytesPerSecond: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Chunks uploaded at once. */
+    uploadSlots: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
   },
   { additionalProperties: false },
 )

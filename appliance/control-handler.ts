@@ -5,11 +5,15 @@ import type { ControlRequest } from '../shared/protocol/control-protocol.ts'
 import type { Assignments } from './assignments.ts'
 import type { Catalog } from './catalog.ts'
 import type { DeviceRegistry } from './devices.ts'
+import type { MemberList } from './members.ts'
+import type { ApplianceSwarm } from './swarm.ts'
 
 export interface ControlHandlerDeps {
   assignments: Assignments
   catalog: Catalog
   devices: DeviceRegistry
+  members: MemberList
+  swarm: ApplianceSwarm
   clock: Clock
   log: Logger
 }
@@ -34,6 +38,10 @@ export function createControlHandler(deps: ControlHandlerDeps) {
           if (!manifest) throw new StateError('PSW_ERR_NOT_FOUND', `no manifest for bundle ${request.bundleId}`)
           return manifest
         }
+        case 'get-members':
+          return deps.members.get()
+        case 'announce':
+          return deps.swarm.announce(peerId, request)
         case 'report': {
           await deps.devices.recordReport(peerId, request.report, deps.clock.now())
           for (const b of request.report.bundles) {

@@ -33,6 +33,11 @@ export class DeviceRegistry {
     return this.#members.has(peerId)
   }
 
+  /** The enrolled PeerIds (for the signed member list). */
+  members(): string[] {
+    return [...this.#members]
+  }
+
   putOps(record: DeviceRecord): StateBatchOp[] {
     return [{ type: 'put', key: deviceKey(record.peerId), value: record }]
   }

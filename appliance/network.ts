@@ -2,9 +2,11 @@ import type { PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { createP2PNode, type P2PNode } from '../shared/p2p/p2p-node.ts'
 import { CHUNK_PROTOCOL } from '../shared/protocol/chunk-codec.ts'
-import { serveChunkStream } from '../shared/protocol/chunk-server.ts'
+import { ChunkUploader } from '../shared/protocol/chunk-uploader.ts'
 import { CONTROL_PROTOCOL, type ControlRequest, serveControl } from '../shared/protocol/control-protocol.ts'
+import type { TokenBucket } from '../shared/rate/token-bucket.ts'
 import type { ChunkStore } from '../shared/store/chunk-store.ts'
+import type { ApplianceSwarm } from './swarm.ts'
 
 export interface ApplianceNetworkDeps {
   privateKey: PrivateKey
@@ -13,34 +15,66 @@ export interface ApplianceNetworkDeps {
   chunks: ChunkStore
   control: (peerId: string) => (request: ControlRequest) => Promise<unknown>
   onServed: (peerId: string, bytes: number) => void
+  swarm: ApplianceSwarm
+  upload: { rateLimit: TokenBucket; slots: number }
+  now: () => number
   log: Logger
 }
 
+export interface ApplianceNetwork {
+  node: P2PNode
+  uploader: ChunkUploader
+  stop(): Promise<void>
+}
+
 /**
- * The appliance's libp2p node: the chunk protocol (serving from the content store) and the
- * control protocol, behind a gater that admits enrolled agents only.
+ * The appliance's libp2p node: the chunk protocol (served from the content store through a
+ * super-seeding uploader) and the control protocol, behind a gater that admits enrolled
+ * agents only.
  */
-export async function startApplianceNetwork(deps: ApplianceNetworkDeps): Promise<P2PNode> {
+export async function startApplianceNetwork(deps: ApplianceNetworkDeps): Promise<ApplianceNetwork> {
   const node = await createP2PNode({
     privateKey: deps.privateKey,
     listen: deps.listen,
     isAllowed: deps.isMember,
     log: deps.log,
   })
-  await node.handle(
-    CHUNK_PROTOCOL,
-    (stream, peer) =>
-      serveChunkStream(stream, {
-        source: { read: (hash, length) => deps.chunks.readExact(hash, length) },
-        log: deps.log,
-        onServed: (bytes) => deps.onServed(peer, bytes),
-      }),
-    { maxInboundStreams: 4, maxOutboundStreams: 4 },
-  )
+  const { swarm } = deps
+  const uploader = new ChunkUploader({
+    source: { read: (hash, length) => deps.chunks.readExact(hash, length) },
+    rateLimit: deps.upload.rateLimit,
+    // Rare chunks first; a request for a chunk the swarm already holds waits behind rarer
+    // ones and, after a second, is sent to the peers instead (super-seeding).
+    scheduler: {
+      slots: deps.upload.slots,
+      maxQueued: 32,
+      maxQueuedPerPeer: 8,
+      priority: (r) => swarm.priority(r.hash, r.peer),
+      refuseAfterMs: 1000,
+    },
+    now: deps.now,
+    log: deps.log,
+    onSending: (peer, hash) => swarm.sending(hash, peer),
+    onServed: (peer, hash, bytes) => {
+      swarm.served(hash, bytes)
+      deps.onServed(peer, bytes)
+    },
+  })
+  await node.handle(CHUNK_PROTOCOL, (stream, peer) => uploader.serve(stream, peer), {
+    maxInboundStreams: 4,
+    maxOutboundStreams: 4,
+  })
   await node.handle(CONTROL_PROTOCOL, (stream, peer) => serveControl(stream, deps.control(peer)), {
     maxInboundStreams: 8,
     maxOutboundStreams: 8,
   })
   await node.start()
-  return node
+  return {
+    node,
+    uploader,
+    async stop() {
+      uploader.stop()
+      await node.stop()
+    },
+  }
 }

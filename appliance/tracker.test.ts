@@ -52,3 +52,76 @@ describe('Tracker', () => {
     expect(t.members(B).map((p) => p.peerId)).toEqual(['fresh'])
   })
 })
+
+describe('Tracker.holders / Tracker.holds', () => {
+  it('counts the members that announced a chunk, per bundle', () => {
+    const t = new Tracker({ clock: new ManualClock(), random: seededRandom(5) })
+    const other = 'cd'.repeat(32)
+    t.announce(B, 'a', [], field(8, [0, 1, 7]))
+    t.announce(B, 'b', [], field(8, [0, 7]))
+    t.announce(B, 'c', [], new Bitfield(8))
+    t.announce(other, 'd', [], Bitfield.full(8))
+    expect(t.holders(B, 0)).toBe(2)
+    expect(t.holders(B, 1)).toBe(1)
+    expect(t.holders(B, 7)).toBe(2)
+    expect(t.holders(B, 3)).toBe(0)
+    expect(t.holders(other, 3)).toBe(1)
+    expect(t.holders('ef'.repeat(32), 0)).toBe(0) // unknown bundle
+    expect(t.holders(B, 8)).toBe(0) // past the last chunk
+    expect(t.holders(B, -1)).toBe(0)
+  })
+
+  it('follows re-announcements and departures without double counting', () => {
+    const t = new Tracker({ clock: new ManualClock(), random: seededRandom(6) })
+    t.announce(B, 'a', [], field(4, [0]))
+    t.announce(B, 'a', [], field(4, [0, 2]))
+    expect(t.holders(B, 0)).toBe(1)
+    expect(t.holders(B, 2)).toBe(1)
+    t.announce(B, 'b', [], field(4, [2]))
+    expect(t.holders(B, 2)).toBe(2)
+    t.leave(B, 'a')
+    expect(t.holders(B, 0)).toBe(0)
+    expect(t.holders(B, 2)).toBe(1)
+    t.leave(B, 'nobody')
+    expect(t.holders(B, 2)).toBe(1)
+  })
+
+  it('tells whether one member announced a chunk', () => {
+    const t = new Tracker({ clock: new ManualClock(), random: seededRandom(7) })
+    t.announce(B, 'a', [], field(4, [1, 3]))
+    expect(t.holds(B, 'a', 1)).toBe(true)
+    expect(t.holds(B, 'a', 3)).toBe(true)
+    expect(t.holds(B, 'a', 0)).toBe(false)
+    expect(t.holds(B, 'a', 4)).toBe(false) // past the last chunk
+    expect(t.holds(B, 'b', 1)).toBe(false) // not a member
+    expect(t.holds('cd'.repeat(32), 'a', 1)).toBe(false) // another bundle
+    t.announce(B, 'a', [], field(4, [0]))
+    expect(t.holds(B, 'a', 1)).toBe(false)
+    expect(t.holds(B, 'a', 0)).toBe(true)
+    t.leave(B, 'a')
+    expect(t.holds(B, 'a', 0)).toBe(false)
+  })
+
+  it('agrees with the announced bitfields under random announcements and departures', () => {
+    const t = new Tracker({ clock: new ManualClock(), random: seededRandom(8) })
+    const random = seededRandom(9)
+    const size = 20
+    const peers = ['a', 'b', 'c', 'd', 'e', 'f']
+    const model = new Map<string, Set<number>>()
+    for (let step = 0; step < 300; step++) {
+      const peer = peers[Math.floor(random() * peers.length)]!
+      if (random() < 0.15) {
+        model.delete(peer)
+        t.leave(B, peer)
+      } else {
+        const have = new Set(Array.from({ length: size }, (_, i) => i).filter(() => random() < 0.4))
+        model.set(peer, have)
+        t.announce(B, peer, [], field(size, [...have]))
+      }
+      for (let i = 0; i < size; i++) {
+        expect(t.holders(B, i)).toBe([...model.values()].filter((h) => h.has(i)).length)
+        for (const p of peers) expect(t.holds(B, p, i)).toBe(model.get(p)?.has(i) ?? false)
+      }
+    }
+  })
+})

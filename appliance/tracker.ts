@@ -94,13 +94,30 @@ export class Tracker {
     }))
   }
 
+  /** How many members announced holding chunk `index` of a bundle. */
+  holders(bundleId: string, index: number): number {
+    const cutoff = this.#clock.now() - this.#staleAfterMs
+    let n = 0
+    for (const e of this.#swarms.get(bundleId)?.values() ?? []) if (e.seenAt >= cutoff && e.have.has(index)) n++
+    return n
+  }
+
+  /** Whether `peerId` announced holding chunk `index` (and is still around). */
+  holds(bundleId: string, peerId: string, index: number): boolean {
+    const e = this.#swarms.get(bundleId)?.get(peerId)
+    return e !== undefined && e.seenAt >= this.#clock.now() - this.#staleAfterMs && e.have.has(index)
+  }
+
   /** Members of a bundle's swarm (for status pages and the API). */
   members(bundleId: string): PeerInfo[] {
-    return [...(this.#swarms.get(bundleId)?.values() ?? [])].map((e) => ({
-      peerId: e.peerId,
-      addrs: e.addrs,
-      chunks: e.have.count,
-      complete: e.have.complete,
-    }))
+    const cutoff = this.#clock.now() - this.#staleAfterMs
+    return [...(this.#swarms.get(bundleId)?.values() ?? [])]
+      .filter((e) => e.seenAt >= cutoff)
+      .map((e) => ({
+        peerId: e.peerId,
+        addrs: e.addrs,
+        chunks: e.have.count,
+        complete: e.have.complete,
+      }))
   }
 }

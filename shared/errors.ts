@@ -119,6 +119,12 @@ export const ERROR_CODES = {
   PSW_ERR_MESSAGE_TOO_LARGE: { status: 413, summary: 'A protocol message exceeds its size limit.' },
   PSW_ERR_PEER_TIMEOUT: { status: 504, summary: 'A peer did not answer in time.' },
   PSW_ERR_CHUNK_UNAVAILABLE: { status: 404, summary: 'The peer does not have the requested chunk.' },
+  PSW_ERR_PEER_BUSY: { status: 503, summary: 'The peer has no free upload slot now; ask again later or elsewhere.' },
+  PSW_ERR_CHUNK_ELSEWHERE: {
+    status: 409,
+    summary: 'The appliance asks for this chunk to be fetched from peers that already hold it (super-seeding).',
+  },
+  PSW_ERR_PEER_BANNED: { status: 403, summary: 'The peer sent a bad chunk and is banned for a while.' },
   PSW_ERR_APPLIANCE_UNREACHABLE: { status: 503, summary: 'The appliance cannot be reached.' },
 
   // install

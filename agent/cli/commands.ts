@@ -27,6 +27,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--install-root <dir>', "directory that stands for '/' when installing (default /)")
     .option('--root-fingerprint <sha256>', "refuse unless the appliance's root has this SHA-256")
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default /ip4/0.0.0.0/tcp/0)', collect)
+    .option('--no-mdns', 'do not look for peers with mDNS (the tracker still lists them)')
     .option('--json', 'print JSON')
     .action(
       async (o: {
@@ -37,6 +38,7 @@ export function registerAgentCommands(program: Command): void {
         installRoot?: string
         rootFingerprint?: string
         listen?: string[]
+        mdns?: boolean
         json?: boolean
       }) => {
         const { resolve } = await import('node:path')
@@ -49,6 +51,7 @@ export function registerAgentCommands(program: Command): void {
           installRoot: o.installRoot ? resolve(o.installRoot) : undefined,
           rootFingerprint: o.rootFingerprint,
           listen: o.listen,
+          mdns: o.mdns !== false,
         })
         if (o.json) return out(JSON.stringify({ peerId: config.peerId, appliancePeerId: config.appliancePeerId }))
         out(`enrolled as ${config.peerId}`)
@@ -72,33 +75,50 @@ export function registerAgentCommands(program: Command): void {
       'cap the download rate for this run (0 = unlimited)',
       parseIntOption('--max-download-rate'),
     )
-    .action(async (o: { data: string; pollSeconds?: number; once?: boolean; maxDownloadRate?: number }) => {
-      const [{ createLogger }, { systemClock }, { createAgent }] = await Promise.all([
-        import('../../shared/log.ts'),
-        import('../../shared/clock.ts'),
-        import('../agent.ts'),
-      ])
-      const log = createLogger('agent')
-      const a = await createAgent({
-        dataDir: o.data,
-        clock: systemClock,
-        log,
-        pollSeconds: o.pollSeconds,
-        once: o.once,
-        downloadBytesPerSecond: o.maxDownloadRate,
-      })
-      await a.start()
-      if (o.once) {
-        try {
-          await a.syncOnce()
-        } finally {
-          await a.stop()
+    .option(
+      '--max-upload-rate <bytes/s>',
+      'cap the rate of serving chunks to other agents for this run (0 = unlimited)',
+      parseIntOption('--max-upload-rate'),
+    )
+    .option('--no-mdns', 'do not look for peers with mDNS on the LAN (the tracker still lists them)')
+    .action(
+      async (o: {
+        data: string
+        pollSeconds?: number
+        once?: boolean
+        maxDownloadRate?: number
+        maxUploadRate?: number
+        mdns?: boolean
+      }) => {
+        const [{ createLogger }, { systemClock }, { createAgent }] = await Promise.all([
+          import('../../shared/log.ts'),
+          import('../../shared/clock.ts'),
+          import('../agent.ts'),
+        ])
+        const log = createLogger('agent')
+        const a = await createAgent({
+          dataDir: o.data,
+          clock: systemClock,
+          log,
+          pollSeconds: o.pollSeconds,
+          once: o.once,
+          downloadBytesPerSecond: o.maxDownloadRate,
+          uploadBytesPerSecond: o.maxUploadRate,
+          ...(o.mdns === false ? { mdns: false } : {}),
+        })
+        await a.start()
+        if (o.once) {
+          try {
+            await a.syncOnce()
+          } finally {
+            await a.stop()
+          }
+          return
         }
-        return
-      }
-      out(`patchswarm agent ${a.config.peerId} running; Ctrl-C stops it`)
-      const sig = await untilSignal()
-      log.info({ signal: sig }, 'stopping')
-      await a.stop()
-    })
+        out(`patchswarm agent ${a.config.peerId} running; Ctrl-C stops it`)
+        const sig = await untilSignal()
+        log.info({ signal: sig }, 'stopping')
+        await a.stop()
+      },
+    )
 }

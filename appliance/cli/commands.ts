@@ -81,43 +81,57 @@ export function registerApplianceCommands(program: Command): void {
     .option('--http-host <host>', 'HTTP listen address for this run')
     .option('--http-port <port>', 'HTTP port for this run (0 = any free port)', parseIntOption('--http-port'))
     .option('--p2p-listen <multiaddr>', 'libp2p listen address for this run, repeatable', collect)
-    .action(async (o: CommonOpts & { httpHost?: string; httpPort?: number; p2pListen?: string[] }) => {
-      const [{ createLogger }, { systemClock }, { initApplianceDataDir }, { createAppliance }] = await Promise.all([
-        import('../../shared/log.ts'),
-        import('../../shared/clock.ts'),
-        import('../core.ts'),
-        import('../appliance.ts'),
-      ])
-      const log = createLogger('appliance')
-      if (!existsSync(applianceLayout(o.data).config)) {
-        await initApplianceDataDir(o.data, { clock: systemClock })
-        out(`initialised a new appliance in ${applianceLayout(o.data).root}`)
-      }
-      const app = await createAppliance({
-        dataDir: o.data,
-        clock: systemClock,
-        log,
-        overrides: { httpHost: o.httpHost, httpPort: o.httpPort, p2pListen: o.p2pListen },
-      })
-      const info = await app.start()
-      out(`patchswarm appliance running (pid ${info.pid})`)
-      out(`  status page   ${info.httpUrl}/`)
-      out(`  API           ${info.httpUrl}/api/v1/health`)
-      out(`  PeerId        ${info.peerId}`)
-      out(`  root SHA-256  ${app.core.identity.rootFingerprint}`)
-      out('next steps (in another terminal):')
-      out(`  patchswarm appliance token --data ${o.data}`)
-      out(
-        `  patchswarm agent enroll --appliance ${info.httpUrl} --token TOKEN --data ./data/agent1 --install-root ./data/agent1-root`,
-      )
-      out(
-        `  patchswarm appliance ingest FILE_OR_DIR --name NAME --version 1.0 --target-root /opt/NAME --data ${o.data}`,
-      )
-      out(`  patchswarm appliance assign NAME@1.0 --all --data ${o.data}`)
-      const sig = await untilSignal()
-      log.info({ signal: sig }, 'stopping')
-      await app.stop()
-    })
+    .option(
+      '--max-upload-rate <bytes/s>',
+      'cap the chunk upload rate to agents for this run (0 = unlimited)',
+      parseIntOption('--max-upload-rate'),
+    )
+    .action(
+      async (
+        o: CommonOpts & { httpHost?: string; httpPort?: number; p2pListen?: string[]; maxUploadRate?: number },
+      ) => {
+        const [{ createLogger }, { systemClock }, { initApplianceDataDir }, { createAppliance }] = await Promise.all([
+          import('../../shared/log.ts'),
+          import('../../shared/clock.ts'),
+          import('../core.ts'),
+          import('../appliance.ts'),
+        ])
+        const log = createLogger('appliance')
+        if (!existsSync(applianceLayout(o.data).config)) {
+          await initApplianceDataDir(o.data, { clock: systemClock })
+          out(`initialised a new appliance in ${applianceLayout(o.data).root}`)
+        }
+        const app = await createAppliance({
+          dataDir: o.data,
+          clock: systemClock,
+          log,
+          overrides: {
+            httpHost: o.httpHost,
+            httpPort: o.httpPort,
+            p2pListen: o.p2pListen,
+            uploadBytesPerSecond: o.maxUploadRate,
+          },
+        })
+        const info = await app.start()
+        out(`patchswarm appliance running (pid ${info.pid})`)
+        out(`  status page   ${info.httpUrl}/`)
+        out(`  API           ${info.httpUrl}/api/v1/health`)
+        out(`  PeerId        ${info.peerId}`)
+        out(`  root SHA-256  ${app.core.identity.rootFingerprint}`)
+        out('next steps (in another terminal):')
+        out(`  patchswarm appliance token --data ${o.data}`)
+        out(
+          `  patchswarm agent enroll --appliance ${info.httpUrl} --token TOKEN --data ./data/agent1 --install-root ./data/agent1-root`,
+        )
+        out(
+          `  patchswarm appliance ingest FILE_OR_DIR --name NAME --version 1.0 --target-root /opt/NAME --data ${o.data}`,
+        )
+        out(`  patchswarm appliance assign NAME@1.0 --all --data ${o.data}`)
+        const sig = await untilSignal()
+        log.info({ signal: sig }, 'stopping')
+        await app.stop()
+      },
+    )
 
   appliance
     .command('token')
@@ -239,13 +253,30 @@ export function registerApplianceCommands(program: Command): void {
         out(`bundles (${s.bundles.length}):`)
         for (const b of s.bundles)
           out(`  ${b.name}@${b.version}  ${b.bundleId.slice(0, 16)}  ${b.size} bytes  manifest v${b.manifestVersion}`)
+        for (const w of s.swarm ?? []) {
+          // Proof that P2P happened: what agents got from each other vs from the appliance.
+          let fromPeers = 0
+          let fromAppliance = 0
+          let servedByAgents = 0
+          for (const d of s.devices)
+            for (const b of d.report?.bundles ?? [])
+              if (b.bundleId === w.bundleId) {
+                fromPeers += b.transfer.bytesFromPeers
+                fromAppliance += b.transfer.bytesFromAppliance
+                servedByAgents += b.transfer.bytesServed
+              }
+          const total = fromPeers + fromAppliance
+          out(
+            `swarm ${w.bundleId.slice(0, 16)}: ${w.members} agents (${w.complete} complete); appliance uploaded ${w.applianceBytesServed} B; agents received ${fromPeers} B from peers${total > 0 ? ` (${((100 * fromPeers) / total).toFixed(1)}%)` : ''}, ${fromAppliance} B from the appliance, served ${servedByAgents} B`,
+          )
+        }
         out(`devices (${s.devices.length}):`)
         for (const d of s.devices) {
           out(`  ${d.hostname}  ${d.peerId}  last seen ${d.lastSeen ?? 'never'}`)
           for (const b of d.report?.bundles ?? []) {
             const t = b.transfer
             out(
-              `    ${b.bundleId.slice(0, 16)}  ${b.state}${b.error ? ` ${b.error.code}` : ''}  ${b.chunksHave}/${b.chunksTotal} chunks  from appliance ${t.bytesFromAppliance} B, from peers ${t.bytesFromPeers} B`,
+              `    ${b.bundleId.slice(0, 16)}  ${b.state}${b.error ? ` ${b.error.code}` : ''}  ${b.chunksHave}/${b.chunksTotal} chunks  from appliance ${t.bytesFromAppliance} B, from peers ${t.bytesFromPeers} B, served ${t.bytesServed} B`,
             )
           }
           if (d.report?.refused) out(`    refused metadata: ${d.report.refused.code} ${d.report.refused.message}`)

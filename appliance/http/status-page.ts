@@ -1,5 +1,6 @@
 import type { BundleRecord } from '../catalog.ts'
 import type { DeviceRecord } from '../devices.ts'
+import type { BundleSwarmStats } from '../swarm.ts'
 
 const esc = (s: unknown) =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
@@ -13,6 +14,8 @@ export interface StatusView {
   rootFingerprint: string
   bundles: BundleRecord[]
   devices: DeviceRecord[]
+  /** Per bundle: the tracker's view and the appliance's uploads (while it runs). */
+  swarm?: BundleSwarmStats[]
 }
 
 /** The plain status page at `/` (the real UI is a later issue). Refreshes itself every 5 s. */

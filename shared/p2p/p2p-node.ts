@@ -2,6 +2,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import { mdns } from '@libp2p/mdns'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { tcp } from '@libp2p/tcp'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
@@ -25,6 +26,12 @@ export interface P2PNodeOptions {
   /** Membership check used by the connection gater (both directions). */
   isAllowed: (peerId: string) => boolean
   maxConnections?: number
+  /** Connections one peer may hold with this node at once (flood limit). Default 2. */
+  maxConnectionsPerPeer?: number
+  /** Announce and discover peers on the LAN with mDNS (off in tests: loopback only). */
+  mdns?: boolean
+  /** A peer seen by mDNS (dial it if it is wanted; mDNS itself does not dial). */
+  onDiscovery?: (peerId: string, addrs: string[]) => void
   log: Logger
 }
 
@@ -47,6 +54,8 @@ export interface P2PNode {
   /** Opens a stream to a peer (dialling it at `addrs` if not connected). */
   openStream(peerId: string, addrs: string[], protocol: string, signal?: AbortSignal): Promise<ByteStream>
   connectedPeers(): string[]
+  /** Closes every connection with a peer (banned, or gone from the member list). */
+  hangUp(peerId: string): Promise<void>
 }
 
 export async function createPrivateKey(): Promise<PrivateKey> {
@@ -63,12 +72,24 @@ export function privateKeyFromBytes(bytes: Uint8Array): PrivateKey {
 
 export async function createP2PNode(options: P2PNodeOptions): Promise<P2PNode> {
   const { log, isAllowed } = options
+  const perPeer = options.maxConnectionsPerPeer ?? 2
+  let node: Libp2p | undefined
   const deny = (peer: PeerId) => {
     const allowed = isAllowed(peer.toString())
     if (!allowed) log.warn({ peer: peer.toString() }, 'connection gater refused a peer that is not enrolled')
     return !allowed
   }
-  const node: Libp2p = await createLibp2p({
+  // A member opening connection after connection (faults row 10) is refused past the limit.
+  const denyInbound = (peer: PeerId) => {
+    if (deny(peer)) return true
+    const open = node?.getConnections(peer).length ?? 0
+    if (open >= perPeer) {
+      log.warn({ peer: peer.toString(), open }, 'refused a connection: too many from this peer')
+      return true
+    }
+    return false
+  }
+  node = await createLibp2p({
     privateKey: options.privateKey,
     start: false,
     addresses: { listen: options.listen },
@@ -90,9 +111,10 @@ export async function createP2PNode(options: P2PNodeOptions): Promise<P2PNode> {
     connectionGater: {
       // Loopback and private addresses are where the LAN swarm lives: allow dialling them.
       denyDialMultiaddr: () => false,
-      denyInboundEncryptedConnection: deny,
+      denyInboundEncryptedConnection: denyInbound,
       denyOutboundEncryptedConnection: deny,
     },
+    ...(options.mdns ? { peerDiscovery: [mdns({ serviceTag: '_patchswarm._udp.local', interval: 10_000 })] } : {}),
     connectionManager: {
       maxConnections: options.maxConnections ?? 300,
       maxIncomingPendingConnections: 32,
@@ -100,18 +122,30 @@ export async function createP2PNode(options: P2PNodeOptions): Promise<P2PNode> {
     },
   })
 
-  const peerId = node.peerId.toString()
+  const libp2p = node
+  if (options.onDiscovery) {
+    const onDiscovery = options.onDiscovery
+    libp2p.addEventListener('peer:discovery', (evt) => {
+      const id = evt.detail.id.toString()
+      if (id === libp2p.peerId.toString()) return
+      onDiscovery(
+        id,
+        evt.detail.multiaddrs.map((ma) => ma.toString()),
+      )
+    })
+  }
+  const peerId = libp2p.peerId.toString()
   return {
     peerId,
     start: async () => {
-      await node.start()
+      await libp2p.start()
     },
     stop: async () => {
-      await node.stop()
+      await libp2p.stop()
     },
-    multiaddrs: () => node.getMultiaddrs().map((ma) => ma.toString()),
+    multiaddrs: () => libp2p.getMultiaddrs().map((ma) => ma.toString()),
     async handle(protocol, handler, handlerOptions) {
-      await node.handle(
+      await libp2p.handle(
         protocol,
         (stream: Stream, connection: Connection) => {
           const remote = connection.remotePeer.toString()
@@ -130,10 +164,13 @@ export async function createP2PNode(options: P2PNodeOptions): Promise<P2PNode> {
     async openStream(target, addrs, protocol, signal) {
       const pid = peerIdFromString(target)
       const known: Multiaddr[] = addrs.map((a) => multiaddr(a))
-      if (known.length > 0) await node.peerStore.merge(pid, { multiaddrs: known })
-      const stream = await node.dialProtocol(pid, protocol, { signal })
+      if (known.length > 0) await libp2p.peerStore.merge(pid, { multiaddrs: known })
+      const stream = await libp2p.dialProtocol(pid, protocol, { signal })
       return stream as unknown as ByteStream
     },
-    connectedPeers: () => node.getConnections().map((c) => c.remotePeer.toString()),
+    connectedPeers: () => libp2p.getConnections().map((c) => c.remotePeer.toString()),
+    async hangUp(target) {
+      await libp2p.hangUp(peerIdFromString(target)).catch(() => {})
+    },
   }
 }

@@ -217,7 +217,11 @@ export class ChunkClient {
     p.reject(
       reason === ChunkErrorReason.NOT_FOUND
         ? new ProtocolError('PSW_ERR_CHUNK_UNAVAILABLE', `peer does not have chunk ${p.hash.slice(0, 12)}`)
-        : new ProtocolError('PSW_ERR_PROTOCOL', `peer refused chunk request (reason ${reason})`),
+        : reason === ChunkErrorReason.BUSY || reason === ChunkErrorReason.TOO_MANY_REQUESTS
+          ? new ProtocolError('PSW_ERR_PEER_BUSY', `peer is busy (chunk ${p.hash.slice(0, 12)})`)
+          : reason === ChunkErrorReason.ELSEWHERE
+            ? new ProtocolError('PSW_ERR_CHUNK_ELSEWHERE', `fetch chunk ${p.hash.slice(0, 12)} from peers`)
+            : new ProtocolError('PSW_ERR_PROTOCOL', `peer refused chunk request (reason ${reason})`),
     )
   }
 

@@ -25,6 +25,10 @@ export const ChunkErrorReason = {
   INTERNAL: 4,
   /** Answer to a CANCEL of a request that was still queued: every request gets one answer. */
   CANCELLED: 5,
+  /** No free upload slot or queue space now: ask again later or elsewhere (swarm). */
+  BUSY: 6,
+  /** Super-seeding: others in the swarm hold this chunk; fetch it from them. */
+  ELSEWHERE: 7,
 } as const
 export type ChunkErrorReasonCode = (typeof ChunkErrorReason)[keyof typeof ChunkErrorReason]
 

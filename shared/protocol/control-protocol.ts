@@ -8,7 +8,8 @@ import { type ByteStream, sendWithBackpressure } from './byte-stream.ts'
 /**
  * Control protocol, version 1: one request and one response per stream, each a 4-byte
  * big-endian length followed by that many bytes of UTF-8 JSON. Agents use it to fetch their
- * signed assignment and manifests and to report status. The connection gater has already
+ * signed assignment, manifests and the signed member list, to report status, and to announce
+ * what they hold of a bundle to the tracker (which answers with peers). The connection gater has already
  * admitted only enrolled PeerIds; the handler learns which one from the connection.
  */
 export const CONTROL_PROTOCOL = '/patchswarm/control/1.0.0'
@@ -64,10 +65,50 @@ export const AgentReport = Type.Object(
   { additionalProperties: false },
 )
 
+/** A compact bitfield, base64: 50 000 chunks are 6 250 bytes, 8 336 characters. */
+export const BitfieldBase64 = Type.String({ maxLength: 8400, pattern: '^[A-Za-z0-9+/]*={0,2}$' })
+
+export const AnnounceRequest = Type.Object(
+  {
+    op: Type.Literal('announce'),
+    bundleId: Sha256Hex,
+    /** The chunks the agent holds, verified (see Bitfield). */
+    have: BitfieldBase64,
+    /** Where other agents can dial it. */
+    addrs: Type.Array(Type.String({ maxLength: 200 }), { maxItems: 16 }),
+    /** 'stopped': the agent leaves this bundle's swarm. */
+    event: Type.Optional(Type.Union([Type.Literal('started'), Type.Literal('completed'), Type.Literal('stopped')])),
+  },
+  { additionalProperties: false },
+)
+
+export const AnnounceResponse = Type.Object(
+  {
+    peers: Type.Array(
+      Type.Object(
+        {
+          peerId: Type.String({ maxLength: 64 }),
+          addrs: Type.Array(Type.String({ maxLength: 200 }), { maxItems: 16 }),
+          complete: Type.Boolean(),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: 200 },
+    ),
+    /** When to announce again. */
+    intervalSeconds: Type.Number({ minimum: 0.1, maximum: 3600 }),
+  },
+  { additionalProperties: false },
+)
+export type AnnounceResponseT = Static<typeof AnnounceResponse>
+export const checkAnnounceResponse = compileChecker(AnnounceResponse)
+
 export const ControlRequestSchema = Type.Union([
   Type.Object({ op: Type.Literal('get-assignment') }, { additionalProperties: false }),
   Type.Object({ op: Type.Literal('get-manifest'), bundleId: Sha256Hex }, { additionalProperties: false }),
   Type.Object({ op: Type.Literal('report'), report: AgentReport }, { additionalProperties: false }),
+  Type.Object({ op: Type.Literal('get-members') }, { additionalProperties: false }),
+  AnnounceRequest,
 ])
 
 export type ControlRequest = Static<typeof ControlRequestSchema>

@@ -44,13 +44,20 @@ export class ChunkPicker {
     return this.have.size - this.have.count <= this.#inflight.size && !this.complete
   }
 
+  /** How many peers `index` is being requested from now. */
+  inflight(index: number): number {
+    return this.#inflight.get(index)?.size ?? 0
+  }
+
   availability(index: number): number {
     return this.#availability[index] ?? 0
   }
 
   /** A peer and what it holds (replaces an earlier bitfield of the same peer). */
   setPeer(peer: string, bitfield: Bitfield): void {
-    this.removePeer(peer)
+    // A newer bitfield of a known peer: its requests in flight stay where they are.
+    const old = this.#peers.get(peer)
+    if (old) for (let i = 0; i < old.size; i++) if (old.has(i)) this.#availability[i]!--
     const copy = new Bitfield(bitfield.size, bitfield.bytes)
     this.#peers.set(peer, copy)
     for (let i = 0; i < copy.size; i++) if (copy.has(i)) this.#availability[i]!++
@@ -79,15 +86,16 @@ export class ChunkPicker {
   }
 
   /**
-   * Up to `max` chunks to request from `peer` now, rarest first. Marks them in flight from
-   * that peer.
+   * Up to `max` chunks to request from `peer` now, rarest first, skipping those `exclude`
+   * names. Marks them in flight from that peer.
    */
-  pick(peer: string, max: number): number[] {
+  pick(peer: string, max: number, exclude?: (index: number) => boolean): number[] {
     const theirs = this.#peers.get(peer)
     if (!theirs || max <= 0) return []
     const endgame = this.endgame
     const candidates: Array<{ index: number; key: number }> = []
     for (const index of theirs.missingIn(this.have)) {
+      if (exclude?.(index)) continue
       const from = this.#inflight.get(index)
       if (from) {
         if (!endgame || from.has(peer) || from.size >= this.#fanout) continue

@@ -197,6 +197,8 @@ export async function enroll(
     hostname,
     '--listen',
     '/ip4/127.0.0.1/tcp/0',
+    // Tests stay on loopback: no multicast onto the machine's real network.
+    '--no-mdns',
     '--json',
   ])
   if (r.code !== 0) throw new Error(`enroll failed: ${r.stdout}\n${r.stderr}`)
