@@ -228,7 +228,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         chunksTotal: total,
         downloadSeconds: result.seconds,
       })
-      log.info({ bundleId: manifest.bundleId.slice(0, 12), ...result }, 'download complete and verified')
+      log.info(
+        { bundleId: manifest.bundleId.slice(0, 12), ...result, ...base.transfer },
+        'download complete and verified',
+      )
       await report()
       await states.put({ ...state, state: 'installing' })
       installing = true

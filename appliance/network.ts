@@ -43,18 +43,23 @@ export async function startApplianceNetwork(deps: ApplianceNetworkDeps): Promise
   const uploader = new ChunkUploader({
     source: { read: (hash, length) => deps.chunks.readExact(hash, length) },
     rateLimit: deps.upload.rateLimit,
-    // Rare chunks first; a request for a chunk the swarm already holds waits behind rarer
-    // ones and, after a second, is sent to the peers instead (super-seeding).
+    // Super-seeding: rare chunks first. While agents still ask for chunks nobody else has,
+    // a chunk the swarm already holds is refused (ELSEWHERE: fetch it from the peers);
+    // afterwards the commonest-last order keeps the appliance's upload busy.
     scheduler: {
       slots: deps.upload.slots,
       maxQueued: 32,
       maxQueuedPerPeer: 8,
       priority: (r) => swarm.priority(r.hash, r.peer),
       refuseAfterMs: 1000,
+      rareFirstMs: 1000,
     },
     now: deps.now,
     log: deps.log,
-    onSending: (peer, hash) => swarm.sending(hash, peer),
+    onSending: (peer, hash) => {
+      deps.log.debug({ peer, hash: hash.slice(0, 12), copies: swarm.priority(hash, peer) }, 'sending a chunk')
+      swarm.sending(hash, peer)
+    },
     onServed: (peer, hash, bytes) => {
       swarm.served(hash, bytes)
       deps.onServed(peer, bytes)

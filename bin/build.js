@@ -49,8 +49,14 @@ export async function build() {
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    packages: 'external',
+    // Dependencies are bundled too (loading libp2p's hundreds of ESM files one by one cost
+    // about a CPU-second per process start); native and worker-based ones stay external.
+    external: ['classic-level', 'level', 'esbuild', 'pino', 'thread-stream', 'fastify', '@fastify/*'],
     keepNames: true,
+    // Bundled CommonJS dependencies call require() for Node built-ins.
+    banner: {
+      js: "import { createRequire as __pswRequire } from 'node:module'; const require = __pswRequire(import.meta.url);",
+    },
     outdir: tmp,
     logLevel: 'warning',
   })

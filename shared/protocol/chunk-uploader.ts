@@ -96,7 +96,8 @@ export class ChunkUploader {
           }
           const admission = this.#scheduler.admit(request)
           if (!admission.admitted) {
-            stream.send(encodeError(request.id, ChunkErrorReason.BUSY))
+            const reason = admission.reason === 'busy' ? ChunkErrorReason.BUSY : ChunkErrorReason.ELSEWHERE
+            stream.send(encodeError(request.id, reason))
             continue
           }
           served.largest = Math.max(served.largest, request.length)

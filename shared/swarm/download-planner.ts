@@ -158,20 +158,22 @@ export class DownloadPlanner {
     if (appliance) peers.push(appliance)
     let total = 0
     for (const s of this.#sources.values()) total += s.inflight
-    for (const s of peers) {
+    // One closure for the whole plan (not one per source): plan() runs on every event.
+    let s: Source = peers[0]!
+    const exclude = (index: number) => {
+      const until = s.avoid.get(index)
+      if (until !== undefined) {
+        if (until > now) return true
+        s.avoid.delete(index)
+      }
+      // The appliance's upload is the scarce one: no endgame duplicates there.
+      return s.appliance && this.picker.inflight(index) > 0
+    }
+    for (s of peers) {
       if (total >= this.#options.maxInflight) break
       const window = s.appliance && peers.length === 1 ? this.#options.soloWindow : s.window
       const free = Math.min(window - s.inflight, this.#options.maxInflight - total)
       if (free <= 0 || s.busyUntil > now) continue
-      const exclude = (index: number) => {
-        const until = s.avoid.get(index)
-        if (until !== undefined) {
-          if (until > now) return true
-          s.avoid.delete(index)
-        }
-        // The appliance's upload is the scarce one: no endgame duplicates there.
-        return s.appliance && this.picker.inflight(index) > 0
-      }
       for (const index of this.picker.pick(s.id, free, exclude)) {
         s.inflight++
         total++

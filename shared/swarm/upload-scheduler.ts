@@ -22,7 +22,7 @@ export interface UploadRequest {
   length: number
 }
 
-export type Admission = { admitted: true; refused?: UploadRequest } | { admitted: false; reason: 'busy' }
+export type Admission = { admitted: true; refused?: UploadRequest } | { admitted: false; reason: 'busy' | 'elsewhere' }
 
 export interface UploadSchedulerOptions {
   /** Chunks sent at once (upload slots). */
@@ -36,6 +36,14 @@ export interface UploadSchedulerOptions {
   priority?: (request: UploadRequest) => number
   /** A request with priority > 0 refused after waiting this long. Default: never. */
   refuseAfterMs?: number
+  /**
+   * Super-seeding while the swarm still lacks chunks: for this long after a request with
+   * priority 0 (a chunk nobody else has) arrived, requests with priority > 0 are refused at
+   * once and never sent — a duplicate would cost the scarce upload a chunk's time. Once
+   * nothing rare is asked for any more, commoner chunks are served so the upload is not
+   * left idle. Default: off.
+   */
+  rareFirstMs?: number
 }
 
 interface Queued {
@@ -50,6 +58,7 @@ export class UploadScheduler {
   readonly #perPeer = new Map<string, number>()
   readonly #sending = new Set<number>()
   #seq = 0
+  #lastRareAt = Number.NEGATIVE_INFINITY
 
   constructor(options: UploadSchedulerOptions) {
     this.#options = options
@@ -67,6 +76,11 @@ export class UploadScheduler {
   admit(request: UploadRequest): Admission {
     const { maxQueued, maxQueuedPerPeer, priority } = this.#options
     if ((this.#perPeer.get(request.peer) ?? 0) >= maxQueuedPerPeer) return { admitted: false, reason: 'busy' }
+    if (priority && this.#options.rareFirstMs !== undefined) {
+      const now = this.#options.now()
+      if (priority(request) <= 0) this.#lastRareAt = now
+      else if (this.#rareTime(now)) return { admitted: false, reason: 'elsewhere' }
+    }
     let refused: UploadRequest | undefined
     if (this.#queue.length >= maxQueued) {
       if (!priority) return { admitted: false, reason: 'busy' }
@@ -110,6 +124,13 @@ export class UploadScheduler {
         bestSeq = q.seq
       }
     }
+    if (values && bestValue > 0 && this.#rareTime(now)) {
+      // Rare time: what is left queued is commoner than a chunk the swarm still lacks.
+      for (let i = this.#queue.length - 1; i >= 0; i--) {
+        if (values[i]! > 0 && !this.#sending.has(this.#queue[i]!.request.stream)) refused?.push(this.#removeAt(i))
+      }
+      return undefined
+    }
     if (refused && values && refuseAfterMs !== undefined) {
       // Commoner requests that waited too long: their peers should ask the swarm instead.
       for (let i = this.#queue.length - 1; i >= 0; i--) {
@@ -149,6 +170,11 @@ export class UploadScheduler {
     let oldest = Number.POSITIVE_INFINITY
     for (const q of this.#queue) oldest = Math.min(oldest, q.at)
     return oldest + this.#options.refuseAfterMs
+  }
+
+  #rareTime(now: number): boolean {
+    const window = this.#options.rareFirstMs
+    return window !== undefined && now - this.#lastRareAt < window
   }
 
   #removeAt(i: number): UploadRequest {

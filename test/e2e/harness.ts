@@ -25,9 +25,15 @@ export class CliProcess {
   readonly exited: Promise<number | null>
   #waiters: Array<{ test: (line: string) => boolean; resolve: (line: string) => void }> = []
 
-  constructor(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}) {
-    // The same V8 flag as the launcher's shebang (bin/patchswarm.js).
-    this.child = spawn(process.execPath, ['--max-semi-space-size=1', ...(options.nodeArgs ?? []), CLI, ...args], {
+  constructor(
+    args: string[],
+    options: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[]; wrap?: string[] } = {},
+  ) {
+    // The same V8 flag as the launcher's shebang (bin/patchswarm.js). `wrap` runs it under
+    // another command (e.g. `ip netns exec NS`).
+    const command = [process.execPath, '--max-semi-space-size=1', ...(options.nodeArgs ?? []), CLI, ...args]
+    const full = [...(options.wrap ?? []), ...command]
+    this.child = spawn(full[0]!, full.slice(1), {
       cwd: options.cwd ?? REPO,
       env: { ...process.env, PATCHSWARM_LOG_LEVEL: 'info', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -122,7 +128,7 @@ export function parseLog(line: string): Record<string, unknown> | undefined {
 /** Runs a CLI command to completion. */
 export async function runCli(
   args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; wrap?: string[] } = {},
 ): Promise<RunResult> {
   const p = new CliProcess(args, options)
   const code = await p.exited
