@@ -39,6 +39,8 @@ export interface AgentOptions {
   uploadBytesPerSecond?: number
   /** Override of the configured mDNS discovery. */
   mdns?: boolean
+  /** Download (and seed) assigned bundles but do not install them. */
+  downloadOnly?: boolean
 }
 
 export interface Agent {
@@ -162,6 +164,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       (swarm?.get(entry.bundleId) || !existsSync(partPath))
     )
       return
+    // --download-only: downloaded and seeding already.
+    if (
+      options.downloadOnly &&
+      previous?.state === 'downloaded' &&
+      previous.manifestVersion === entry.manifestVersion &&
+      swarm?.get(entry.bundleId)?.complete
+    )
+      return
     const base = {
       bundleId: entry.bundleId,
       manifestVersion: entry.manifestVersion,
@@ -229,10 +239,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         downloadSeconds: result.seconds,
       })
       log.info(
-        { bundleId: manifest.bundleId.slice(0, 12), ...result, ...base.transfer },
+        { bundleId: manifest.bundleId.slice(0, 12), ...result, ...base.transfer, requests: session.outcomes },
         'download complete and verified',
       )
       await report()
+      // Download and seed only (benchmarks; installing inside maintenance windows comes with
+      // the rollout issue).
+      if (options.downloadOnly) return
       await states.put({ ...state, state: 'installing' })
       installing = true
       const targetRoot = targetFor(manifest)

@@ -81,6 +81,7 @@ export function registerAgentCommands(program: Command): void {
       parseIntOption('--max-upload-rate'),
     )
     .option('--no-mdns', 'do not look for peers with mDNS on the LAN (the tracker still lists them)')
+    .option('--download-only', 'download and seed assigned bundles, but do not install them')
     .action(
       async (o: {
         data: string
@@ -89,6 +90,7 @@ export function registerAgentCommands(program: Command): void {
         maxDownloadRate?: number
         maxUploadRate?: number
         mdns?: boolean
+        downloadOnly?: boolean
       }) => {
         const [{ createLogger }, { systemClock }, { createAgent }] = await Promise.all([
           import('../../shared/log.ts'),
@@ -104,6 +106,7 @@ export function registerAgentCommands(program: Command): void {
           once: o.once,
           downloadBytesPerSecond: o.maxDownloadRate,
           uploadBytesPerSecond: o.maxUploadRate,
+          downloadOnly: o.downloadOnly,
           ...(o.mdns === false ? { mdns: false } : {}),
         })
         await a.start()

@@ -113,6 +113,9 @@ export class BundleSession {
   #started = 0
   #fetchedBytes = 0
   #fetchedChunks = 0
+  #pumpScheduled = false
+  /** Request outcomes of this download, for the completion log (how smooth the swarm ran). */
+  readonly outcomes: Record<string, number> = {}
   #lastProgress = 0
   #onProgress: ((have: number, total: number) => void) | undefined
   /** Chunks the appliance sent bad, and how often: twice means its store is damaged. */
@@ -416,9 +419,18 @@ export class BundleSession {
     return this.#applianceLinkValue
   }
 
+  /**
+   * Plans and sends requests. Many events (a burst of HAVEs, several answers in one read)
+   * coalesce into one plan per turn of the event loop.
+   */
   #pump(): void {
-    if (this.#closed || this.#failure !== undefined || this.#planner.complete) return
-    for (const { source, index } of this.#planner.plan(this.#deps.clock.now())) void this.#fetch(source, index)
+    if (this.#pumpScheduled) return
+    this.#pumpScheduled = true
+    setImmediate(() => {
+      this.#pumpScheduled = false
+      if (this.#closed || this.#failure !== undefined || this.#planner.complete) return
+      for (const { source, index } of this.#planner.plan(this.#deps.clock.now())) void this.#fetch(source, index)
+    })
   }
 
   async #fetch(source: string, index: number): Promise<void> {
@@ -459,6 +471,7 @@ export class BundleSession {
     } finally {
       this.#requests.delete(key)
     }
+    this.outcomes[outcome] = (this.outcomes[outcome] ?? 0) + 1
     if (outcome !== 'ok') this.#pool.push(into)
     if (this.#closed) return
     const action = this.#planner.result(source, index, outcome, this.#deps.clock.now())
