@@ -471,6 +471,8 @@ export class BundleSession {
     } finally {
       this.#requests.delete(key)
     }
+    // An endgame duplicate whose cancel came too late: the first copy is already ours.
+    if (outcome === 'ok' && this.#planner.have.has(index)) outcome = 'cancelled'
     this.outcomes[outcome] = (this.outcomes[outcome] ?? 0) + 1
     if (outcome !== 'ok') this.#pool.push(into)
     if (this.#closed) return

@@ -129,7 +129,16 @@ export class ChunkClient {
     this.#pending.delete(id)
     if (this.#current?.id === id) this.#current.pending = undefined
     else this.#cancelled.set(id, p.length)
-    if (this.#stream.status === 'open') this.#stream.send(encodeCancel(id))
+    // Our side may be closed already (the client is being closed): then the peer learns
+    // nothing, and its answer, if any, is read and discarded as usual.
+    const stream = this.#stream as ByteStream & { writeStatus?: string }
+    if (stream.status === 'open' && (stream.writeStatus === undefined || stream.writeStatus === 'writable')) {
+      try {
+        stream.send(encodeCancel(id))
+      } catch {
+        // closed between the check and the send: nothing to tell
+      }
+    }
     p.reject(err)
   }
 

@@ -206,6 +206,8 @@ export class DownloadPlanner {
         s.avoid.set(index, now + this.#options.avoidMs)
         break
       case 'timeout':
+        // Not this chunk from this source again soon: ask someone else first.
+        s.avoid.set(index, now + this.#options.avoidMs)
         if (++s.timeouts >= this.#options.stallTimeouts && !s.appliance) {
           this.#bans.set(source, now + this.#options.stallBanMs)
           this.removeSource(source)

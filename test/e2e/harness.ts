@@ -27,11 +27,13 @@ export class CliProcess {
 
   constructor(
     args: string[],
-    options: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[]; wrap?: string[] } = {},
+    options: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[]; wrap?: string[]; script?: string } = {},
   ) {
     // The same V8 flag as the launcher's shebang (bin/patchswarm.js). `wrap` runs it under
-    // another command (e.g. `ip netns exec NS`).
-    const command = [process.execPath, '--max-semi-space-size=1', ...(options.nodeArgs ?? []), CLI, ...args]
+    // another command (e.g. `ip netns exec NS`). `script` runs that TypeScript file (a test
+    // helper) with bin/run-ts.js instead of the patchswarm CLI.
+    const entry = options.script ? [join(REPO, 'bin', 'run-ts.js'), options.script] : [CLI]
+    const command = [process.execPath, '--max-semi-space-size=1', ...(options.nodeArgs ?? []), ...entry, ...args]
     const full = [...(options.wrap ?? []), ...command]
     this.child = spawn(full[0]!, full.slice(1), {
       cwd: options.cwd ?? REPO,
@@ -128,7 +130,7 @@ export function parseLog(line: string): Record<string, unknown> | undefined {
 /** Runs a CLI command to completion. */
 export async function runCli(
   args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; wrap?: string[] } = {},
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; wrap?: string[]; script?: string } = {},
 ): Promise<RunResult> {
   const p = new CliProcess(args, options)
   const code = await p.exited
@@ -165,10 +167,17 @@ export interface RunningAppliance {
   dataDir: string
 }
 
-/** Starts `patchswarm appliance start` on 127.0.0.1 with port 0 for HTTP and libp2p. */
-export async function startAppliance(dataDir: string, nodeArgs?: string[]): Promise<RunningAppliance> {
+/**
+ * Starts `patchswarm appliance start` on 127.0.0.1 with port 0 for HTTP and libp2p; `extraArgs`
+ * are more options of `appliance start` (e.g. `--max-upload-rate`).
+ */
+export async function startAppliance(
+  dataDir: string,
+  nodeArgs?: string[],
+  extraArgs: string[] = [],
+): Promise<RunningAppliance> {
   const proc = new CliProcess(
-    ['appliance', 'start', '--data', dataDir, '--http-port', '0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0'],
+    ['appliance', 'start', '--data', dataDir, '--http-port', '0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', ...extraArgs],
     { nodeArgs },
   )
   await proc.waitForLine((l) => l.startsWith('patchswarm appliance running'), 'appliance start')
@@ -247,9 +256,10 @@ export async function applianceStatus(app: RunningAppliance) {
           bundleId: string
           state: string
           error?: { code: string }
-          transfer: { bytesFromAppliance: number }
+          transfer: { bytesFromAppliance: number; bytesFromPeers: number; bytesServed: number }
         }>
       }
     }>
+    swarm?: Array<{ bundleId: string; applianceBytesServed: number; members: number; complete: number }>
   }
 }
