@@ -206,8 +206,9 @@ export class DownloadPlanner {
         s.avoid.set(index, now + this.#options.avoidMs)
         break
       case 'timeout':
-        // Not this chunk from this source again soon: ask someone else first.
-        s.avoid.set(index, now + this.#options.avoidMs)
+        // Not this chunk from this peer again soon: ask someone else first. (The appliance is
+        // the fallback of every chunk: it is asked again.)
+        if (!s.appliance) s.avoid.set(index, now + this.#options.avoidMs)
         if (++s.timeouts >= this.#options.stallTimeouts && !s.appliance) {
           this.#bans.set(source, now + this.#options.stallBanMs)
           this.removeSource(source)
