@@ -51,7 +51,6 @@ export async function startApplianceNetwork(deps: ApplianceNetworkDeps): Promise
       maxQueued: 32,
       maxQueuedPerPeer: 8,
       priority: (r) => swarm.priority(r.hash, r.peer),
-      refuseAfterMs: 1000,
       rareFirstMs: 1000,
     },
     now: deps.now,
