@@ -404,7 +404,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         upload: { bytesPerSecond: uploadRate, slots: config.uploadSlots ?? 4 },
         tuning: {
           peerWindow: 2,
-          applianceWindow: 2,
+          applianceWindow: 4,
           soloWindow: config.requestWindow,
           maxInflight: Math.max(config.requestWindow, 16),
           maxPeers: config.maxPeers ?? 30,
