@@ -19,6 +19,9 @@ export interface ChunkPickerOptions {
  *   is in flight, the last ones are also asked of other peers (up to `endgameFanout`), and
  *   the first copy to arrive cancels the others.
  */
+/** Endgame starts when at most this many chunks are missing (and all are in flight). */
+export const ENDGAME_CHUNKS = 4
+
 export class ChunkPicker {
   readonly have: Bitfield
   readonly #random: () => number
@@ -41,7 +44,10 @@ export class ChunkPicker {
 
   /** All missing chunks are already in flight somewhere. */
   get endgame(): boolean {
-    return this.have.size - this.have.count <= this.#inflight.size && !this.complete
+    // Only for the last few chunks (Kraken: 3). With many peers every missing chunk is in
+    // flight almost from the start; duplicating all of them wastes the swarm's upload.
+    const missing = this.have.size - this.have.count
+    return missing <= this.#inflight.size && missing <= ENDGAME_CHUNKS && !this.complete
   }
 
   /** How many peers `index` is being requested from now. */
