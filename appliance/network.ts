@@ -56,7 +56,9 @@ export async function startApplianceNetwork(deps: ApplianceNetworkDeps): Promise
     now: deps.now,
     log: deps.log,
     onSending: (peer, hash) => {
-      deps.log.debug({ peer, hash: hash.slice(0, 12), copies: swarm.priority(hash, peer) }, 'sending a chunk')
+      // copies() scans the tracker: only computed when debug logging is on.
+      if (deps.log.isLevelEnabled('debug'))
+        deps.log.debug({ peer, hash: hash.slice(0, 12), copies: swarm.priority(hash, peer) }, 'sending a chunk')
       swarm.sending(hash, peer)
     },
     onServed: (peer, hash, bytes) => {

@@ -48,6 +48,7 @@ export class ApplianceSwarm {
   /** chunk hash → where it sits, for bundles with a swarm (least recently used dropped). */
   readonly #chunks = new Map<string, ChunkRef>()
   readonly #indexed = new Map<string, number>()
+  readonly #hashes = new Map<string, readonly string[]>()
   readonly #served = new Map<string, number>()
   readonly #dirty = new Set<string>()
   #flushTimer: NodeJS.Timeout | undefined
@@ -140,13 +141,22 @@ export class ApplianceSwarm {
   }
 
   async #index(bundleId: string): Promise<readonly string[]> {
+    // A bundle id names its content: its chunk list never changes, so the manifest is read
+    // once, not on every announce.
+    const cached = this.#hashes.get(bundleId)
+    if (cached) {
+      this.#indexed.set(bundleId, this.#deps.clock.now())
+      return cached
+    }
     const manifest = await this.#deps.catalog.manifest(bundleId)
     if (!manifest) throw new StateError('PSW_ERR_NOT_FOUND', `no manifest for bundle ${bundleId.slice(0, 12)}`)
     const hashes = manifest.signed.content.chunks
+    this.#hashes.set(bundleId, hashes)
     if (!this.#indexed.has(bundleId)) {
       if (this.#indexed.size >= MAX_INDEXED_BUNDLES) {
         const [oldest] = [...this.#indexed.entries()].sort((a, b) => a[1] - b[1])[0]!
         this.#indexed.delete(oldest)
+        this.#hashes.delete(oldest)
         for (const [hash, ref] of this.#chunks) if (ref.bundleId === oldest) this.#chunks.delete(hash)
       }
       hashes.forEach((hash, index) => {
