@@ -127,6 +127,43 @@ export const ERROR_CODES = {
   PSW_ERR_PEER_BANNED: { status: 403, summary: 'The peer sent a bad chunk and is banned for a while.' },
   PSW_ERR_APPLIANCE_UNREACHABLE: { status: 503, summary: 'The appliance cannot be reached.' },
 
+  // upstream: feeds and the WAN downloader
+  PSW_ERR_FEED_INVALID: { status: 422, summary: 'A feed document does not match its format or schema.' },
+  PSW_ERR_FEED_SIGNATURE: {
+    status: 422,
+    summary: "A feed's signature does not verify, is missing, or is made by a key not in the configured keyring.",
+  },
+  PSW_ERR_FEED_EXPIRED: {
+    status: 422,
+    summary: 'A feed index is past its Valid-Until date (freeze attack or stale mirror).',
+  },
+  PSW_ERR_FEED_INDEX_HASH: {
+    status: 422,
+    summary: 'A feed index file (e.g. an APT Packages file) does not match the size or hash its signed release lists.',
+  },
+  PSW_ERR_FEED_FETCH: { status: 502, summary: 'A feed could not be fetched (network error or HTTP status).' },
+  PSW_ERR_WAN_HTTP: { status: 502, summary: 'The upstream server answered with an unexpected HTTP status.' },
+  PSW_ERR_WAN_TIMEOUT: {
+    status: 504,
+    summary: 'An upstream download timed out or stayed below the minimum rate (slow retrieval); it resumes later.',
+  },
+  PSW_ERR_WAN_SIZE: {
+    status: 422,
+    summary: 'An upstream download is longer or shorter than the size its feed declares (endless data).',
+  },
+  PSW_ERR_ARTIFACT_HASH: {
+    status: 422,
+    summary: 'A downloaded artifact does not match the digest its feed declares; it was quarantined.',
+  },
+  PSW_ERR_WAN_GAVE_UP: {
+    status: 502,
+    summary: 'An upstream download failed on every retry; it is tried again at the next sync.',
+  },
+  PSW_ERR_CACHE_FULL: {
+    status: 507,
+    summary: 'The cache quota cannot fit this artifact even after evicting every bundle no rollout needs.',
+  },
+
   // install
   PSW_ERR_INSTALLER_UNSUPPORTED: {
     status: 400,
@@ -181,6 +218,8 @@ export class ProtocolError extends PswError {}
 export class EnrollmentError extends PswError {}
 /** Missing or wrong credentials on the API. */
 export class AuthError extends PswError {}
+/** Upstream feeds, WAN downloads and the cache. */
+export class UpstreamError extends PswError {}
 /** Installing or rolling back. */
 export class InstallError extends PswError {}
 /** Lookups and state conflicts. */
