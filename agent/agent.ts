@@ -401,7 +401,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           ),
         isMember: (peer) => members.has(peer),
         downloadRate: rateLimit,
-        upload: { bytesPerSecond: uploadRate, slots: config.uploadSlots ?? 4 },
+        upload: { bytesPerSecond: uploadRate, slots: config.uploadSlots ?? 2 },
         tuning: {
           peerWindow: 2,
           applianceWindow: 4,

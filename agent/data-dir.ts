@@ -50,7 +50,7 @@ export const AgentConfigSchema = Type.Object(
     downloadBytesPerSecond: Type.Optional(Type.Integer({ minimum: 0 })),
     /** Upload rate cap for serving peers, bytes per second; 0 = unlimited. */
     uploadBytesPerSecond: Type.Optional(Type.Integer({ minimum: 0 })),
-    /** Chunks sent to peers at once (upload slots). Default 4. */
+    /** Chunks sent to peers at once (upload slots). Default 2. */
     uploadSlots: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
     /** Peers kept per bundle. Default 30. */
     maxPeers: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),

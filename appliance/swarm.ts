@@ -105,7 +105,7 @@ export class ApplianceSwarm {
     }
     this.tracker.announce(bundleId, peerId, request.addrs, have)
     const peers = this.tracker
-      .peersFor(bundleId, peerId, have)
+      .peersFor(bundleId, peerId)
       .map((p) => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16), complete: p.complete }))
     return { peers, intervalSeconds: have.complete ? intervals.seeding : intervals.downloading }
   }

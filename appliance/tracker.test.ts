@@ -12,33 +12,36 @@ const field = (size: number, indices: number[]) => {
 }
 
 describe('Tracker', () => {
-  it('lists only peers with something the asker lacks, completed first, then the most useful', () => {
+  it('lists other members whatever they hold, even those that hold nothing yet', () => {
     const t = new Tracker({ clock: new ManualClock(), random: seededRandom(1) })
     t.announce(B, 'done', ['/a'], Bitfield.full(8))
     t.announce(B, 'half', ['/b'], field(8, [0, 1, 2, 3]))
-    t.announce(B, 'little', ['/c'], field(8, [4]))
-    t.announce(B, 'same', ['/d'], field(8, [0]))
-    const list = t.peersFor(B, 'asker', field(8, [0]))
-    expect(list.map((p) => p.peerId)).toEqual(['done', 'half', 'little'])
-    expect(list[0]).toMatchObject({ complete: true, chunks: 8, addrs: ['/a'] })
+    t.announce(B, 'empty', ['/c'], new Bitfield(8))
+    t.announce(B, 'asker', ['/d'], field(8, [0]))
+    const list = t.peersFor(B, 'asker')
+    expect(list.map((p) => p.peerId).sort()).toEqual(['done', 'empty', 'half'])
+    expect(list.find((p) => p.peerId === 'done')).toMatchObject({ complete: true, chunks: 8, addrs: ['/a'] })
+    expect(list.find((p) => p.peerId === 'empty')).toMatchObject({ complete: false, chunks: 0, addrs: ['/c'] })
   })
 
   it('never lists the asker itself and caps the list', () => {
     const t = new Tracker({ clock: new ManualClock(), random: seededRandom(2), maxPeers: 3 })
     for (let i = 0; i < 10; i++) t.announce(B, `p${i}`, [], Bitfield.full(4))
-    const list = t.peersFor(B, 'p0', new Bitfield(4), 50)
+    const list = t.peersFor(B, 'p0', 50)
     expect(list).toHaveLength(3)
     expect(list.map((p) => p.peerId)).not.toContain('p0')
   })
 
-  it('spreads load: equally good peers take turns on the lists', () => {
-    const t = new Tracker({ clock: new ManualClock(), random: seededRandom(3), maxPeers: 2 })
-    for (let i = 0; i < 6; i++) t.announce(B, `p${i}`, [], Bitfield.full(4))
+  it("spreads load: a uniform sample, so no member becomes everyone's hub", () => {
+    const t = new Tracker({ clock: new ManualClock(), random: seededRandom(3), maxPeers: 5 })
+    for (let i = 0; i < 50; i++) t.announce(B, `p${i}`, [], i < 5 ? Bitfield.full(4) : new Bitfield(4))
     const seen = new Map<string, number>()
-    for (let k = 0; k < 30; k++) {
-      for (const p of t.peersFor(B, 'asker', new Bitfield(4))) seen.set(p.peerId, (seen.get(p.peerId) ?? 0) + 1)
-    }
-    expect([...seen.values()]).toEqual(Array(6).fill(10))
+    for (let k = 0; k < 2000; k++)
+      for (const p of t.peersFor(B, 'asker')) seen.set(p.peerId, (seen.get(p.peerId) ?? 0) + 1)
+    // 2000 lists × 5 peers over 50 members: 200 each on average; complete ones get no more.
+    expect(seen.size).toBe(50)
+    for (const n of seen.values()) expect(n).toBeGreaterThan(140)
+    for (const n of seen.values()) expect(n).toBeLessThan(260)
   })
 
   it('forgets peers that stopped announcing', () => {
@@ -48,7 +51,7 @@ describe('Tracker', () => {
     clock.advance(500)
     t.announce(B, 'fresh', [], Bitfield.full(2))
     clock.advance(600)
-    expect(t.peersFor(B, 'asker', new Bitfield(2)).map((p) => p.peerId)).toEqual(['fresh'])
+    expect(t.peersFor(B, 'asker').map((p) => p.peerId)).toEqual(['fresh'])
     expect(t.members(B).map((p) => p.peerId)).toEqual(['fresh'])
   })
 })
@@ -84,6 +87,19 @@ describe('Tracker.holders / Tracker.holds', () => {
     expect(t.holders(B, 2)).toBe(1)
     t.leave(B, 'nobody')
     expect(t.holders(B, 2)).toBe(1)
+  })
+
+  it('stops counting members that stopped announcing', () => {
+    const clock = new ManualClock()
+    const t = new Tracker({ clock, random: seededRandom(10), staleAfterMs: 5000 })
+    t.announce(B, 'gone', [], field(4, [0, 1]))
+    clock.advance(3000)
+    t.announce(B, 'here', [], field(4, [1]))
+    expect(t.holders(B, 1)).toBe(2)
+    clock.advance(3000)
+    expect(t.holders(B, 0)).toBe(0)
+    expect(t.holders(B, 1)).toBe(1)
+    expect(t.holds(B, 'gone', 1)).toBe(false)
   })
 
   it('tells whether one member announced a chunk', () => {

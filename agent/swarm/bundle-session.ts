@@ -76,6 +76,8 @@ interface Link {
   inbound?: ByteStream
   client?: Promise<ChunkClient>
   addrs: string[]
+  /** What the peer told us it holds (BITFIELD, then HAVEs): orders our uploads, neediest first. */
+  have?: Bitfield
 }
 
 /** Above this many bytes queued on a have stream the peer is not reading: it is dropped. */
@@ -225,6 +227,14 @@ export class BundleSession {
     return buf
   }
 
+  /**
+   * How many chunks a connected peer holds, as it told us; undefined when it has no have
+   * stream to us. The uploader serves the peer holding the fewest first.
+   */
+  peerChunks(peerId: string): number | undefined {
+    return this.#links.get(peerId)?.have?.count
+  }
+
   holds(hash: string): boolean {
     const index = this.#hashIndex.get(hash)
     return index !== undefined && (this.stored?.has(index) ?? false)
@@ -294,6 +304,8 @@ export class BundleSession {
     }
     link.inbound?.abort(new PswError('PSW_ERR_PROTOCOL', 'replaced by a newer have stream'))
     link.inbound = stream
+    const have = new Bitfield(first.size, first.bytes)
+    link.have = have
     const now = this.#deps.clock.now()
     if (!this.#planner.complete && !this.#planner.isBanned(peerId, now)) {
       this.#planner.addSource(peerId, first)
@@ -303,7 +315,9 @@ export class BundleSession {
     if (!link.out) this.connect(peerId, link.addrs)
     const apply = (messages: HaveMessage[]) => {
       for (const msg of messages) {
-        if (msg.type === 'have' && this.#planner.hasSource(peerId)) this.#planner.sourceHas(peerId, msg.index)
+        if (msg.type !== 'have') continue
+        if (msg.index >= 0 && msg.index < have.size) have.set(msg.index)
+        if (this.#planner.hasSource(peerId)) this.#planner.sourceHas(peerId, msg.index)
       }
       this.#pump()
     }

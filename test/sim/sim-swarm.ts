@@ -16,7 +16,7 @@
  *   slow-agents     appliance 16 MiB/s, agents 2 MiB/s
  *
  * --shipped starts from the values the agent and appliance programs use today (SHIPPED_OPTIONS
- * in simulator.ts: agents 4 slots, queue 8, 2 per peer, maxInflight 16; appliance queue 32,
+ * in simulator.ts: agents 2 slots, queue 4, 2 per peer, neediest first, maxInflight 16; appliance queue 32,
  * 8 per peer, rareFirstMs 1000, no refuseAfterMs) instead of the defaults below; flags given
  * explicitly still win.
  *
@@ -30,10 +30,9 @@
  *   refused agents on a --tick-ms timer, 100 ms, instead of waking each exactly when its
  *   backoff ends; slower, for checking the exact wake-ups) and --tick-ms MS.
  *   Connection model (the simulator's, not shared code): --max-connections N (unlimited: a
- *   peer accepts every dial) and --peer-selection tracker|random (tracker = Tracker.peersFor;
- *   random = an experiment, random members whatever they hold); --agent-priority fifo|neediest
- *   (agents' UploadScheduler order: fifo = no priority, as today; neediest = an experiment,
- *   the requester holding the fewest chunks first).
+ *   peer accepts every dial); --agent-priority fifo|neediest (agents' UploadScheduler order:
+ *   neediest = the requester holding the fewest chunks first, as the agent does; fifo = no
+ *   priority).
  */
 import { parseArgs } from 'node:util'
 import { DEFAULT_OPTIONS, SHIPPED_OPTIONS, type SimOptions, type SimResult, simulate } from './simulator.ts'
@@ -75,7 +74,6 @@ const { values } = parseArgs({
     'recent-ms': { type: 'string' },
     'max-peers': { type: 'string' },
     'max-connections': { type: 'string' },
-    'peer-selection': { type: 'string' },
     'announce-ms': { type: 'string' },
     'rtt-ms': { type: 'string' },
     'tick-ms': { type: 'string' },
@@ -111,10 +109,6 @@ if (values['agent-priority'] !== undefined && !['fifo', 'neediest'].includes(val
   say(`--agent-priority must be fifo or neediest, not ${values['agent-priority']}`)
   process.exit(2)
 }
-if (values['peer-selection'] !== undefined && !['tracker', 'random'].includes(values['peer-selection'])) {
-  say(`--peer-selection must be tracker or random, not ${values['peer-selection']}`)
-  process.exit(2)
-}
 if (values.scenario === undefined && (values['agent-up'] !== undefined || values['appliance-up'] !== undefined))
   scenarios = ['custom']
 
@@ -147,7 +141,6 @@ for (const scenario of scenarios) {
     recentMs: flag('recent-ms'),
     maxPeers: flag('max-peers'),
     maxConnections: flag('max-connections'),
-    peerSelection: values['peer-selection'] as SimOptions['peerSelection'] | undefined,
     announceMs: flag('announce-ms'),
     rttMs: flag('rtt-ms'),
     tickMs: flag('tick-ms'),

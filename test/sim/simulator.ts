@@ -23,12 +23,10 @@
  *   copy: the tracker knows only what was announced) at t = 0, then every `announceMs`, and
  *   when it completes. While it is incomplete and has fewer than `maxPeers` connections it
  *   asks the tracker for peers at each announce and dials the new ones, up to `maxPeers`.
- *   (peersFor is O(members × chunks) per call; an agent with `maxPeers` connections could not
- *   use the answer, so it does not ask — the only difference is the tracker's `handedOut`
- *   counts.) Connections are symmetric: the dialled side adds the dialler as a source too.
- *   A peer with `maxConnections` connections (default unlimited) refuses the dial. Connections
- *   are never dropped. `peerSelection: 'random'` replaces peersFor with random members (an
- *   experiment on the tracker's policy, not what the tracker does).
+ *   (An agent with `maxPeers` connections could not use the answer, so it does not ask.)
+ *   Connections are symmetric: the dialled side adds the dialler as a source too. A peer with
+ *   `maxConnections` connections (default unlimited) refuses the dial. Connections are never
+ *   dropped.
  * - A completed chunk is announced at once to every connected peer (HAVE → sourceHas).
  * - Planning: after each event that frees window or adds a source or a chunk (refusal, body,
  *   new connection, HAVE) the agent's plan() runs once at the end of that simulated instant
@@ -52,8 +50,7 @@
  * - No failures: no timeouts, no bad chunks, no churn. Agents stay and seed after completing.
  *
  * Times inside are milliseconds of simulated time from 0; the tracker and the seeding policy
- * read a ManualClock set to it. The only stand-in for shared code is CountingTracker, which
- * answers holders() from a count instead of a walk over every member (same answers here).
+ * read a ManualClock set to it.
  */
 import { SeedingPolicy } from '../../appliance/seeding-policy.ts'
 import { type PeerInfo, Tracker } from '../../appliance/tracker.ts'
@@ -79,11 +76,6 @@ export interface SimOptions {
   rttMs: number
   announceMs: number
   maxPeers: number
-  /**
-   * Where agents find peers: 'tracker' = Tracker.peersFor (the real policy); 'random' = an
-   * experiment, members at random from Tracker.members() whether or not they hold anything.
-   */
-  peerSelection: 'tracker' | 'random'
   /** Connections a peer accepts in all (its own and incoming); more dials are refused. */
   maxConnections: number
   /**
@@ -109,8 +101,8 @@ export interface SimOptions {
   maxQueued: number
   maxQueuedPerPeer: number
   /**
-   * Agents' UploadScheduler order: 'fifo' (no priority, as the agent has it) or 'neediest'
-   * (an experiment: priority = chunks the requester holds, fewest first; a full queue then
+   * Agents' UploadScheduler order: 'fifo' (no priority) or 'neediest' (as the agent has it)
+   * (priority = chunks the requester holds, fewest first; a full queue then
    * evicts the best-off requester's request with ELSEWHERE).
    */
   agentPriority: 'fifo' | 'neediest'
@@ -189,7 +181,6 @@ export const DEFAULT_OPTIONS: SimOptions = {
   announceMs: 2000,
   maxPeers: 30,
   maxConnections: Number.POSITIVE_INFINITY,
-  peerSelection: 'tracker',
   exactWake: true,
   seed: 1,
   slots: 4,
@@ -214,9 +205,10 @@ export const SHIPPED_OPTIONS: Partial<SimOptions> = {
   applianceWindow: 4,
   soloWindow: 8,
   maxInflight: 16,
-  slots: 4,
-  maxQueued: 8,
+  slots: 2,
+  maxQueued: 4,
   maxQueuedPerPeer: 2,
+  agentPriority: 'neediest',
   applianceSlots: 4,
   applianceMaxQueued: 32,
   applianceMaxQueuedPerPeer: 8,
@@ -431,7 +423,7 @@ class Simulation {
     this.wakeHorizon = Math.max(PLANNER_MAX_BUSY_BACKOFF_MS, this.avoidMs) + this.tickMs
     const random = seededRandom(options.seed)
     this.random = seededRandom(options.seed + 1)
-    this.tracker = new CountingTracker({ clock: this.clock, random, maxPeers: options.maxPeers })
+    this.tracker = new Tracker({ clock: this.clock, random, maxPeers: options.maxPeers })
     this.policy = new SeedingPolicy({ tracker: this.tracker, clock: this.clock, recentMs: options.recentMs })
     const now = () => this.now
     const applianceScheduler = new UploadScheduler({
@@ -704,10 +696,7 @@ class Simulation {
     const have = a.planner.have
     this.tracker.announce(BUNDLE, a.id, [], new Bitfield(have.size, have.bytes))
     if (have.complete || a.peers.size + a.pending.size >= o.maxPeers) return
-    const list =
-      o.peerSelection === 'tracker'
-        ? this.tracker.peersFor(BUNDLE, a.id, have, o.maxPeers)
-        : this.#randomMembers(a, o.maxPeers)
+    const list = this.tracker.peersFor(BUNDLE, a.id, o.maxPeers)
     for (const p of list) {
       if (a.peers.size + a.pending.size >= o.maxPeers) break
       const b = this.byId.get(p.peerId)!
@@ -718,16 +707,6 @@ class Simulation {
       b.pending.add(a.idx)
       this.q.push({ t: this.now + o.rttMs, kind: CONNECT, node: a, other: b })
     }
-  }
-
-  /** Experiment, not the tracker's policy: `max` members at random, whatever they hold. */
-  #randomMembers(a: SimNode, max: number): PeerInfo[] {
-    const members = this.tracker.members(BUNDLE).filter((m) => m.peerId !== a.id)
-    for (let i = 0; i < Math.min(max, members.length); i++) {
-      const j = i + Math.floor(this.random() * (members.length - i))
-      ;[members[i], members[j]] = [members[j]!, members[i]!]
-    }
-    return members.slice(0, max)
   }
 
   #connect(a: SimNode, b: SimNode): void {
@@ -891,31 +870,6 @@ class Simulation {
  * exact here because no member leaves or goes stale (announces every few seconds, staleAfter
  * 2 min); everything else is the real Tracker.
  */
-class CountingTracker extends Tracker {
-  readonly #counts = new Map<string, Int32Array>()
-  readonly #last = new Map<string, Map<string, Bitfield>>()
-
-  override announce(bundleId: string, peerId: string, addrs: string[], have: Bitfield): void {
-    super.announce(bundleId, peerId, addrs, have)
-    let counts = this.#counts.get(bundleId)
-    let last = this.#last.get(bundleId)
-    if (!counts || !last || counts.length !== have.size) {
-      counts = new Int32Array(have.size)
-      last = new Map()
-      this.#counts.set(bundleId, counts)
-      this.#last.set(bundleId, last)
-    }
-    const previous = last.get(peerId)
-    if (previous) for (const i of previous.missingIn(have)) counts[i]!--
-    for (const i of previous ? have.missingIn(previous) : have.missingIn(new Bitfield(have.size))) counts[i]!++
-    last.set(peerId, have)
-  }
-
-  override holders(bundleId: string, index: number): number {
-    return this.#counts.get(bundleId)?.[index] ?? 0
-  }
-}
-
 function remove<T>(list: T[], item: T): void {
   const i = list.indexOf(item)
   if (i >= 0) {
