@@ -48,6 +48,14 @@ export class Assignments {
     return this.#deps.db.get<SignedEnvelope<Assignment>>(assignmentKey(peerId))
   }
 
+  /** Bundles some device's current assignment names (the cache never evicts these). */
+  async assignedBundleIds(): Promise<Set<string>> {
+    const out = new Set<string>()
+    for await (const [, env] of this.#deps.db.iterate<SignedEnvelope<Assignment>>('assignment:'))
+      for (const b of env.signed.bundles) out.add(b.bundleId)
+    return out
+  }
+
   /** Assigns a bundle (id, id prefix or name@version) to devices (PeerIds or hostnames, or 'all'). */
   async assign(bundleRef: string, deviceRefs: string[] | 'all'): Promise<AssignResult> {
     return this.#mutex.runExclusive(async () => {

@@ -40,6 +40,14 @@ export class Catalog {
     ]
   }
 
+  /** Batch operations that forget a bundle (cache eviction); its chunks are the caller's. */
+  deleteOps(bundleId: string): StateBatchOp[] {
+    return [
+      { type: 'del', key: bundleKey(bundleId) },
+      { type: 'del', key: manifestKey(bundleId) },
+    ]
+  }
+
   async get(bundleId: string): Promise<BundleRecord | undefined> {
     return this.#db.get<BundleRecord>(bundleKey(bundleId))
   }

@@ -60,6 +60,7 @@ describe.skipIf(SKIP)('AptFeed against a real signed APT repository', () => {
     return new AptFeed(
       {
         id: 'test-apt',
+        kind: 'apt',
         baseUrl: `${server.baseUrl}/`,
         suite: repo.suite,
         components: ['main'],
@@ -228,6 +229,7 @@ describe.skipIf(SKIP)('AptFeed against a real signed APT repository', () => {
 describe('AptFeed configuration', () => {
   const base = {
     id: 'x',
+    kind: 'apt',
     baseUrl: 'https://deb.example.org/debian',
     suite: 'bookworm-security',
     components: ['main'],

@@ -49,6 +49,7 @@ const STANZAS_PER_SLICE = 2_000
 export const AptFeedConfigSchema = Type.Object(
   {
     id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }),
+    kind: Type.Literal('apt'),
     /** Repository root (the directory holding `dists/` and `pool/`), http or https. */
     baseUrl: Type.String({ minLength: 8, maxLength: 2048, pattern: '^https?://[^\\s?#]+$' }),
     /** `dists/<suite>`: a suite (`stable`) or codename (`bookworm`). Flat repositories are not supported. */

@@ -1,5 +1,6 @@
 /**
  * npm run bench:swarm -- --agents N --size BYTES --agent-up BYTES_PER_S --appliance-up BYTES_PER_S [--json] [--netns]
+ *                       [--chunk-size BYTES (default: the appliance's default chunk size)]
  *
  * A real appliance process and N real agent processes on loopback (or, with --netns, each
  * agent in its own network namespace on a bridge with its upload shaped by tc tbf). The
@@ -33,6 +34,7 @@ const { values } = parseArgs({
     'agent-up': { type: 'string', default: String(8 * MiB) },
     'appliance-up': { type: 'string', default: String(2 * MiB) },
     'poll-seconds': { type: 'string', default: '0.5' },
+    'chunk-size': { type: 'string' },
     netns: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
@@ -78,7 +80,14 @@ try {
   say(`writing a ${size}-byte random artifact`)
   await writeRandomFile(artifact, size)
   const core = await openApplianceCore(dataDir, { clock: systemClock, log: silentLogger() })
-  const { record } = await core.ingest({ source: artifact, name: 'bench', version: '1', targetRoot: '/opt/bench' })
+  const chunkSize = values['chunk-size'] === undefined ? undefined : Number(values['chunk-size'])
+  const { record } = await core.ingest({
+    source: artifact,
+    name: 'bench',
+    version: '1',
+    targetRoot: '/opt/bench',
+    ...(chunkSize === undefined ? {} : { chunkSize }),
+  })
   const tokens: string[] = []
   for (let i = 0; i < agents; i++) tokens.push((await core.enrollment.createToken()).token)
   await core.close()
@@ -214,6 +223,7 @@ try {
     appliance_upload_ratio: Number((applianceBytes / size).toFixed(3)),
     peer_bytes_fraction: Number((fromPeers / Math.max(1, fromPeers + fromAppliance)).toFixed(3)),
     cpu_seconds: Number(cpu.toFixed(1)),
+    chunk_size: record.chunkSize,
     mode: net ? 'netns' : 'loopback',
   }
   if (!values.json) say(JSON.stringify(result, null, 2))
