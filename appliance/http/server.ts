@@ -6,6 +6,7 @@ import { AuthError, isPswError } from '../../shared/errors.ts'
 import { type ApplianceCore, sameSecret } from '../core.ts'
 import { EnrollRequestSchema } from '../enrollment.ts'
 import { IngestRequestSchema } from '../ingest.ts'
+import { type WanUsage, type WanUsageQuery, WanUsageQuerySchema, WanUsageSchema } from '../metrics/wan-usage.ts'
 import { installErrorHandler } from './error-handler.ts'
 import { renderStatusPage, type StatusView } from './status-page.ts'
 
@@ -27,7 +28,15 @@ export interface HttpDeps {
   /** When the appliance started, by `now`'s clock. */
   startedAt: number
   now?: () => number
+  /** Serves `GET /metrics` (and `GET /api/v1/metrics/wan` when it has `wanUsage`); see `createMetrics`. */
+  metrics?: HttpMetrics
   log: Logger
+}
+
+export interface HttpMetrics {
+  /** The Prometheus text exposition, gathered at call time. */
+  render(): Promise<{ contentType: string; body: string }>
+  wanUsage?(query: WanUsageQuery): WanUsage
 }
 
 export const AssignBodySchema = Type.Object(
@@ -107,6 +116,24 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
       .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
     return renderStatusPage(await deps.status())
   })
+
+  const metrics = deps.metrics
+  if (metrics) {
+    // For a Prometheus on the appliance itself, or elsewhere with the admin token as its
+    // bearer credential (`authorization.credentials_file` in the scrape config).
+    app.get('/metrics', { onRequest: localOrAdmin }, async (_request, reply) => {
+      const { contentType, body } = await metrics.render()
+      return reply.type(contentType).header('cache-control', 'no-store').send(body)
+    })
+    const usage = metrics.wanUsage?.bind(metrics)
+    if (usage) {
+      app.get(
+        '/api/v1/metrics/wan',
+        { schema: { querystring: WanUsageQuerySchema, response: { 200: WanUsageSchema } }, onRequest: localOrAdmin },
+        async (request) => usage(request.query as WanUsageQuery),
+      )
+    }
+  }
 
   app.post('/api/v1/admin/tokens', { schema: { body: TokenBodySchema }, onRequest: requireAdmin }, async (request) => {
     const body = request.body as { ttlHours?: number; label?: string }
