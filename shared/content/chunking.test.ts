@@ -1,6 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { chunkAndHash, chunkCount, chunkLength, rechunk, validateChunkSize } from './chunking.ts'
+import {
+  autoChunkSize,
+  chunkAndHash,
+  chunkCount,
+  chunkLength,
+  MAX_CHUNKS,
+  rechunk,
+  validateChunkSize,
+} from './chunking.ts'
 
 async function* pieces(data: Buffer, sizes: number[]): AsyncGenerator<Uint8Array> {
   let off = 0
@@ -57,5 +65,27 @@ describe('chunking', () => {
   it('handles empty content', async () => {
     const result = await chunkAndHash(pieces(Buffer.alloc(0), [1]), 65536)
     expect(result).toMatchObject({ size: 0, chunks: [] })
+  })
+})
+
+describe('autoChunkSize', () => {
+  const MiB = 1 << 20
+  it('picks 256 KiB for small bundles, growing with size to at most 4 MiB', () => {
+    expect(autoChunkSize(0)).toBe(256 << 10)
+    expect(autoChunkSize(64 * MiB)).toBe(256 << 10)
+    expect(autoChunkSize(256 * MiB)).toBe(256 << 10)
+    expect(autoChunkSize(256 * MiB + 1)).toBe(512 << 10)
+    expect(autoChunkSize(1024 * MiB)).toBe(MiB)
+    expect(autoChunkSize(4096 * MiB)).toBe(4 * MiB)
+    expect(autoChunkSize(64 * 1024 * MiB)).toBe(4 * MiB)
+  })
+
+  it('always gives a valid size and at most ~1024 chunks up to 4 GiB, within MAX_CHUNKS up to 195 GiB', () => {
+    for (let size = 1; size < 2 ** 38; size = Math.ceil(size * 1.37) + 1) {
+      const c = autoChunkSize(size)
+      expect(validateChunkSize(c)).toBe(c)
+      if (size <= 4096 * MiB) expect(chunkCount(size, c)).toBeLessThanOrEqual(1024)
+      if (size <= 195 * 1024 * MiB) expect(chunkCount(size, c)).toBeLessThanOrEqual(MAX_CHUNKS)
+    }
   })
 })

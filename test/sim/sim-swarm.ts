@@ -15,7 +15,8 @@
  *   slow-appliance  appliance 2 MiB/s, agents 8 MiB/s (the default)
  *   slow-agents     appliance 16 MiB/s, agents 2 MiB/s
  *
- * --shipped starts from the values the agent and appliance programs use today (SHIPPED_OPTIONS
+ * --shipped starts from the values the agent and appliance programs use today (the chunk size
+ * autoChunkSize() picks for --size, and SHIPPED_OPTIONS
  * in simulator.ts: agents 2 slots, queue 4, 2 per peer, neediest first, maxInflight 16; appliance queue 32,
  * 8 per peer, rareFirstMs 1000, no refuseAfterMs) instead of the defaults below; flags given
  * explicitly still win.
@@ -35,6 +36,7 @@
  *   priority).
  */
 import { parseArgs } from 'node:util'
+import { autoChunkSize } from '../../shared/content/chunking.ts'
 import { DEFAULT_OPTIONS, SHIPPED_OPTIONS, type SimOptions, type SimResult, simulate } from './simulator.ts'
 
 const MiB = 1 << 20
@@ -48,7 +50,7 @@ const { values } = parseArgs({
   options: {
     agents: { type: 'string', default: String(DEFAULT_OPTIONS.agents) },
     size: { type: 'string', default: String(DEFAULT_OPTIONS.size) },
-    'chunk-size': { type: 'string', default: String(DEFAULT_OPTIONS.chunkSize) },
+    'chunk-size': { type: 'string' },
     'agent-up': { type: 'string' },
     'appliance-up': { type: 'string' },
     'agent-down': { type: 'string' },
@@ -150,6 +152,10 @@ for (const scenario of scenarios) {
   // Flags given explicitly win over --shipped, which wins over the simulator's defaults.
   const options: Partial<SimOptions> = { ...(values.shipped ? SHIPPED_OPTIONS : {}) }
   for (const [k, v] of Object.entries(given)) if (v !== undefined) (options as Record<string, unknown>)[k] = v
+  // The programs pick the chunk size from the bundle size (autoChunkSize); without --shipped
+  // the simulator's default (1 MiB) stays, so older figures can be reproduced.
+  if (options.chunkSize === undefined)
+    options.chunkSize = values.shipped ? autoChunkSize(options.size ?? DEFAULT_OPTIONS.size) : DEFAULT_OPTIONS.chunkSize
   if (!values.json) {
     say(
       `${scenario}: ${options.agents} agents, ${options.size} bytes, appliance ${((options.applianceUp ?? 0) / MiB).toFixed(1)} MiB/s, agents ${((options.agentUp ?? 0) / MiB).toFixed(1)} MiB/s`,
