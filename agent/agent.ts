@@ -15,6 +15,7 @@ import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
 import { BundleStates } from './bundle-state.ts'
 import { type AgentConfig, agentLayout, readAgentConfig, writeAgentConfig } from './data-dir.ts'
+import { checkSupported, filesInstall } from './install-support.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
 import { MetadataGuard } from './metadata-guard.ts'
 import { type AgentNetwork, startAgentNetwork } from './network.ts'
@@ -49,20 +50,6 @@ export interface Agent {
   /** One cycle: fetch and verify the assignment, download, install, report. */
   syncOnce(): Promise<void>
   stop(): Promise<void>
-}
-
-const OS: Record<string, string> = { linux: 'linux', win32: 'windows', darwin: 'darwin' }
-const ARCH: Record<string, string> = { x64: 'x64', arm64: 'arm64' }
-
-/** Refuses a manifest for another OS or architecture than this endpoint's. */
-function checkPlatform(manifest: Manifest): void {
-  const { os, arch } = manifest.patch.platform
-  if ((os !== 'any' && os !== OS[process.platform]) || (arch !== 'any' && arch !== ARCH[process.arch])) {
-    throw new InstallError(
-      'PSW_ERR_INSTALLER_UNSUPPORTED',
-      `bundle is for ${os}/${arch}, this endpoint is ${process.platform}/${process.arch}`,
-    )
-  }
 }
 
 /** Failures of getting an answer at all, as opposed to a verdict on what was answered. */
@@ -138,10 +125,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   }
 
   const targetFor = (manifest: Manifest): string => {
-    const target = resolve(config.installRoot, `.${normalize(`/${manifest.install.targetRoot}`)}`)
+    const { targetRoot } = filesInstall(manifest)
+    const target = resolve(config.installRoot, `.${normalize(`/${targetRoot}`)}`)
     const rel = relative(resolve(config.installRoot), target)
     if (rel.startsWith('..') || isAbsolute(rel)) {
-      throw new InstallError('PSW_ERR_INSTALL_FAILED', `target ${manifest.install.targetRoot} escapes the install root`)
+      throw new InstallError('PSW_ERR_INSTALL_FAILED', `target ${targetRoot} escapes the install root`)
     }
     return target
   }
@@ -184,7 +172,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         AbortSignal.timeout(30_000),
       )
       manifest = await guard.acceptManifest(envelope, { bundleId: entry.bundleId, version: entry.manifestVersion })
-      checkPlatform(manifest)
+      checkSupported(manifest)
     } catch (err) {
       if (isTransportError(err)) {
         // Not a verdict on the metadata: try again next cycle, keep the state as it is.
@@ -212,7 +200,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     if (already === 'elsewhere') {
       const error = {
         code: 'PSW_ERR_CONFLICT',
-        message: `bundle is installed under another target root than ${manifest.install.targetRoot}; roll it back first`,
+        message: `bundle is installed under another target root than ${filesInstall(manifest).targetRoot}; roll it back first`,
       }
       await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: total, error })
       return
@@ -254,6 +242,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         bundleId: manifest.bundleId,
         targetRoot,
         openVerified: () => readVerified(partPath, manifest),
+        format: manifest.content.format ?? 'tar',
+        name: manifest.patch.name,
+        version: manifest.patch.version,
       })
       await states.put({ ...state, state: 'installed' })
       // The downloaded copy stays while the bundle is assigned: other agents fetch it from here.

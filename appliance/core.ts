@@ -14,6 +14,7 @@ import { DeviceRegistry } from './devices.ts'
 import { Enrollment, type EnrollResponse } from './enrollment.ts'
 import { type ApplianceIdentity, createApplianceIdentity, identityExists, loadApplianceIdentity } from './identity.ts'
 import { type IngestDeps, type IngestProgress, type IngestRequest, type IngestResult, ingest } from './ingest.ts'
+import { type IngestArtifactInput, type IngestArtifactOptions, ingestArtifact } from './ingest-artifact.ts'
 
 /** Version of the appliance's LevelDB layout; bump with a migration when keys change. */
 export const APPLIANCE_SCHEMA_VERSION = 1
@@ -66,6 +67,8 @@ export interface ApplianceCore {
   enrollment: Enrollment
   assignments: Assignments
   ingest(request: IngestRequest, options?: { onProgress?: IngestProgress; signal?: AbortSignal }): Promise<IngestResult>
+  /** Ingests a downloaded, verified feed artifact raw (content format `raw`); see ingest-artifact.ts. */
+  ingestArtifact(input: IngestArtifactInput, options?: IngestArtifactOptions): Promise<IngestResult>
   close(): Promise<void>
 }
 
@@ -141,6 +144,11 @@ export async function openApplianceCore(
     async ingest(request, opts) {
       const result = await ingest(ingestDeps, request, opts)
       // Same content ingested again gets a new manifest version: assignments follow it.
+      await assignments.refresh()
+      return result
+    },
+    async ingestArtifact(input, opts) {
+      const result = await ingestArtifact(ingestDeps, input, opts)
       await assignments.refresh()
       return result
     },

@@ -6,7 +6,7 @@ import { type Static, Type } from '@sinclair/typebox'
 import type { Logger } from 'pino'
 import { writeBundle } from '../shared/bundle/bundle-writer.ts'
 import type { Clock } from '../shared/clock.ts'
-import { chunkAndHash, validateChunkSize } from '../shared/content/chunking.ts'
+import { autoChunkSize, chunkAndHash, validateChunkSize } from '../shared/content/chunking.ts'
 import { type Signer, signEnvelope } from '../shared/metadata/envelope.ts'
 import {
   Classification,
@@ -60,7 +60,8 @@ export interface IngestDeps {
   signer: Signer
   clock: Clock
   tmpDir: string
-  defaultChunkSize: number
+  /** Chunk size when the request names none; undefined = {@link autoChunkSize} of the bundle. */
+  defaultChunkSize: number | undefined
   manifestTtlDays: number
   log: Logger
 }
@@ -72,11 +73,61 @@ export interface IngestResult {
   newChunks: number
 }
 
+/** What a manifest says about a bundle, apart from its identity, version and dates. */
+export type ManifestBody = Pick<Manifest, 'patch' | 'install' | 'rollback' | 'content'>
+
+/** A complete manifest for `body` (not validated; {@link validateManifest} it). */
+export function buildManifest(body: ManifestBody, version: number, now: number, ttlDays: number): Manifest {
+  return {
+    type: MANIFEST_TYPE,
+    specVersion: MANIFEST_SPEC_VERSION,
+    bundleId: body.content.sha256,
+    version,
+    created: new Date(now).toISOString(),
+    expires: new Date(now + ttlDays * 86_400_000).toISOString(),
+    patch: body.patch,
+    install: body.install,
+    rollback: body.rollback,
+    content: body.content,
+  }
+}
+
+/**
+ * The last step of every ingest, once all chunks are durable in the store: takes the next
+ * metadata version, signs the manifest and writes bundle record + signed manifest in one
+ * synced batch. All of it runs in one critical section with the manifest refresh, so a refresh
+ * can never overwrite an acknowledged ingest with an older body.
+ */
+export async function recordBundle(
+  deps: Pick<IngestDeps, 'db' | 'catalog' | 'signer' | 'clock' | 'manifestTtlDays'>,
+  body: ManifestBody,
+): Promise<{ manifest: Manifest; record: BundleRecord }> {
+  return deps.catalog.exclusive(async () => {
+    const now = deps.clock.now()
+    const version = await deps.db.nextCounter('metadata-version')
+    const manifest = validateManifest(buildManifest(body, version, now, deps.manifestTtlDays))
+    const envelope = signEnvelope(manifest, deps.signer)
+    const { content, patch } = manifest
+    const record: BundleRecord = {
+      bundleId: manifest.bundleId,
+      name: patch.name,
+      version: patch.version,
+      size: content.size,
+      chunkSize: content.chunkSize,
+      chunks: content.chunks.length,
+      manifestVersion: version,
+      ingestedAt: manifest.created,
+    }
+    await deps.db.batch(deps.catalog.putOps(record, envelope))
+    return { manifest, record }
+  })
+}
+
 /**
  * Turns a local file or directory into a signed bundle: pack it as a tar, stream the tar
  * once through chunking + hashing into the content store, then sign the manifest and record
- * it in one durable batch. Chunks land before the manifest, so a crash leaves at worst
- * unreferenced chunks, never a manifest without its content.
+ * it in one durable batch ({@link recordBundle}). Chunks land before the manifest, so a crash
+ * leaves at worst unreferenced chunks, never a manifest without its content.
  */
 export async function ingest(
   deps: IngestDeps,
@@ -84,7 +135,8 @@ export async function ingest(
   options: { onProgress?: IngestProgress; signal?: AbortSignal } = {},
 ): Promise<IngestResult> {
   const req = ingestRequestChecker.check(input, 'ingest request')
-  const chunkSize = validateChunkSize(req.chunkSize ?? deps.defaultChunkSize)
+  const configured = req.chunkSize ?? deps.defaultChunkSize
+  if (configured !== undefined) validateChunkSize(configured)
   await mkdir(deps.tmpDir, { recursive: true })
   const tarPath = join(deps.tmpDir, `ingest-${randomUUID()}.tar`)
   try {
@@ -96,61 +148,38 @@ export async function ingest(
       signal: options.signal,
       onProgress: (done, total) => options.onProgress?.('pack', done, total),
     })
+    const chunkSize = configured ?? autoChunkSize(packed.size)
     let newChunks = 0
     let stored = 0
     const content = await chunkAndHash(
       createReadStream(tarPath, { highWaterMark: chunkSize, signal: options.signal }),
       chunkSize,
       async (_i, hash, data) => {
-        const { stored: isNew } = await deps.chunks.put(hash, data, { signal: options.signal })
+        // chunkAndHash hashed exactly these bytes: the store need not hash them again.
+        const { stored: isNew } = await deps.chunks.putHashed(hash, data, { signal: options.signal })
         if (isNew) newChunks++
         stored += data.byteLength
         options.onProgress?.('store', stored, packed.size)
       },
     )
-    // Version, signature and record in one critical section with the manifest refresh, so a
-    // refresh can never overwrite an acknowledged ingest with an older body.
-    const { manifest, record } = await deps.catalog.exclusive(async () => {
-      const now = deps.clock.now()
-      const version = await deps.db.nextCounter('metadata-version')
-      const manifest = validateManifest({
-        type: MANIFEST_TYPE,
-        specVersion: MANIFEST_SPEC_VERSION,
-        bundleId: content.sha256,
-        version,
-        created: new Date(now).toISOString(),
-        expires: new Date(now + deps.manifestTtlDays * 86_400_000).toISOString(),
-        patch: {
-          name: req.name,
-          vendor: req.vendor ?? 'local',
-          product: req.product ?? req.name,
-          version: req.version,
-          classification: req.classification ?? 'other',
-          severity: req.severity ?? 'none',
-          cves: req.cves ?? [],
-          supersedes: req.supersedes ?? [],
-          requires: req.requires ?? [],
-          platform: { os: req.os ?? 'any', arch: req.arch ?? 'any' },
-          ...(req.advisory === undefined ? {} : { advisory: req.advisory }),
-          ...(req.description === undefined ? {} : { description: req.description }),
-        },
-        install: { type: 'files', targetRoot: req.targetRoot, maxRunSeconds: req.maxRunSeconds ?? 600 },
-        rollback: { type: 'files-backup' },
-        content,
-      } satisfies Manifest)
-      const envelope = signEnvelope(manifest, deps.signer)
-      const record: BundleRecord = {
-        bundleId: manifest.bundleId,
+    const { manifest, record } = await recordBundle(deps, {
+      patch: {
         name: req.name,
+        vendor: req.vendor ?? 'local',
+        product: req.product ?? req.name,
         version: req.version,
-        size: content.size,
-        chunkSize,
-        chunks: content.chunks.length,
-        manifestVersion: version,
-        ingestedAt: manifest.created,
-      }
-      await deps.db.batch(deps.catalog.putOps(record, envelope))
-      return { manifest, record }
+        classification: req.classification ?? 'other',
+        severity: req.severity ?? 'none',
+        cves: req.cves ?? [],
+        supersedes: req.supersedes ?? [],
+        requires: req.requires ?? [],
+        platform: { os: req.os ?? 'any', arch: req.arch ?? 'any' },
+        ...(req.advisory === undefined ? {} : { advisory: req.advisory }),
+        ...(req.description === undefined ? {} : { description: req.description }),
+      },
+      install: { type: 'files', targetRoot: req.targetRoot, maxRunSeconds: req.maxRunSeconds ?? 600 },
+      rollback: { type: 'files-backup' },
+      content,
     })
     deps.log.info(
       { bundleId: record.bundleId, name: req.name, version: req.version, size: content.size, newChunks },

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { writeBundle } from '../../shared/bundle/bundle-writer.ts'
-import { fileEntry, packBundle, snapshot, tempDir } from '../../shared/bundle/test-helpers.ts'
+import { dirEntry, fileEntry, packBundle, packRaw, snapshot, tempDir } from '../../shared/bundle/test-helpers.ts'
 import { InstallError, type PswError } from '../../shared/errors.ts'
 import { createFilesInstaller, type InstallStep } from './files-installer.ts'
 
@@ -209,6 +209,63 @@ describe('files installer', () => {
     await installer.rollback('b5')
     expect(await readFile(join(target, 'bin/tool'), 'utf8')).toBe('edited by an admin')
     expect(await readFile(join(target, 'etc/app.conf'), 'utf8')).toBe('old config\n')
+  })
+
+  it('installs raw content (a plain vendor tar) under the target root and rolls it back', async () => {
+    const vendorTar = join(root, 'vendor.tar')
+    await writeFile(
+      vendorTar,
+      await packRaw([
+        { header: { name: './', type: 'directory', mode: 0o755 } },
+        dirEntry('./etc'),
+        fileEntry('./etc/app.conf', 'vendor config\n'),
+        dirEntry('./opt'),
+        fileEntry('./opt/vendor-tool', '#!/bin/sh\n', 0o755),
+      ]),
+    )
+    const openRaw = () => createReadStream(vendorTar)
+    const before = await snapshot(target)
+    const installer = createFilesInstaller({ stateDir })
+    // A plain tar is not a bundle: read as format tar its './' entry is refused, nothing written.
+    const asTar = await errorOf(installer.install({ bundleId: 'raw-1', targetRoot: target, openVerified: openRaw }))
+    expect(asTar?.code).toBe('PSW_ERR_TAR_PATH')
+    expect(await snapshot(target)).toEqual(before)
+
+    const result = await installer.install({
+      bundleId: 'raw-1',
+      targetRoot: target,
+      openVerified: openRaw,
+      format: 'raw',
+      name: 'vendor-tool',
+      version: '1.2.3',
+    })
+    expect(result).toEqual({ bundleId: 'raw-1', files: 2, replaced: 1, created: 1, createdDirs: 1 })
+    expect(await readFile(join(target, 'etc/app.conf'), 'utf8')).toBe('vendor config\n')
+    expect((await lstat(join(target, 'opt/vendor-tool'))).mode & 0o7777).toBe(0o755)
+    const journal = JSON.parse(await readFile(join(stateDir, 'journal/raw-1.json'), 'utf8'))
+    expect(journal).toMatchObject({ name: 'vendor-tool', bundleVersion: '1.2.3', state: 'installed' })
+    await installer.rollback('raw-1')
+    expect(await snapshot(target)).toEqual(before)
+  })
+
+  it('rejects a raw tar with a traversal in pass 1, writing nothing', async () => {
+    const evil = join(root, 'evil-raw.tar')
+    await writeFile(evil, await packRaw([fileEntry('ok', 'fine'), fileEntry('./../../x', 'evil')]))
+    const before = await snapshot(root)
+    const installer = createFilesInstaller({ stateDir })
+    const err = await errorOf(
+      installer.install({
+        bundleId: 'evil-raw',
+        targetRoot: target,
+        openVerified: () => createReadStream(evil),
+        format: 'raw',
+      }),
+    )
+    expect(err?.code).toBe('PSW_ERR_TAR_PATH')
+    const after = await snapshot(root)
+    for (const key of Object.keys(after)) if (key.startsWith('state')) delete after[key]
+    expect(after).toEqual(before)
+    expect(await installer.status('evil-raw')).toBeUndefined()
   })
 
   it('validates bundle ids and target roots', async () => {

@@ -7,6 +7,9 @@
  * extract into `stateDir/staging/<id>` → journal `applying` → create directories → per file:
  * back up the old file, copy the staged one next to the target, fsync, rename → journal
  * `installed`. Backups stay in `stateDir/backups/<id>` until the install is rolled back.
+ *
+ * Content format `tar` is a patchswarm bundle (bundle.json + payload/); `raw` is a vendor's
+ * ordinary tar, extracted under the target root the same way (guard layout `plain`).
  */
 import { mkdir, readdir, rm, rmdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
@@ -15,6 +18,7 @@ import { isErrno } from '../../shared/bundle/fs-util.ts'
 import type { TarLimits } from '../../shared/bundle/tar-guard.ts'
 import { InstallError, mapFsError, StateError } from '../../shared/errors.ts'
 import { type Logger, silentLogger } from '../../shared/log.ts'
+import type { ContentFormatT } from '../../shared/metadata/manifest-schema.ts'
 import { fsyncDir } from '../../shared/store/durable-file.ts'
 import {
   type BundlePaths,
@@ -60,6 +64,11 @@ export interface InstallRequest {
   targetRoot: string
   /** Opens the bundle bytes, re-verifying each chunk against its signed hash; called twice. */
   openVerified: () => AsyncIterable<Uint8Array>
+  /** The manifest's `content.format`: `tar` (default) is a patchswarm bundle, `raw` a plain tar. */
+  format?: ContentFormatT
+  /** Patch name and version for the journal when the archive carries none (raw content). */
+  name?: string
+  version?: string
   signal?: AbortSignal
 }
 
@@ -199,24 +208,29 @@ export function createFilesInstaller(options: FilesInstallerOptions): FilesInsta
     if (previous?.state === 'installed') throw new StateError('PSW_ERR_CONFLICT', `bundle ${bundleId} is installed`)
     if (previous) await rollbackOrThrow(previous, p)
 
-    const scan = await scanBundle(req.openVerified(), { limits, signal })
+    const layout = req.format === 'raw' ? 'plain' : 'bundle'
+    const scan = await scanBundle(req.openVerified(), { limits, signal, layout })
     const plan = await planTargets(root, scan.entries)
     await rm(p.staging, { recursive: true, force: true })
     await rm(p.backups, { recursive: true, force: true })
-    const extracted = await extractBundle(req.openVerified(), { dir: p.staging, limits, signal, plan: scan }).catch(
-      async (err: unknown) => {
-        await rm(p.staging, { recursive: true, force: true })
-        throw err
-      },
-    )
+    const extracted = await extractBundle(req.openVerified(), {
+      dir: p.staging,
+      limits,
+      signal,
+      layout,
+      plan: scan,
+    }).catch(async (err: unknown) => {
+      await rm(p.staging, { recursive: true, force: true })
+      throw err
+    })
     const hashes = new Map(extracted.entries.map((e) => [e.path, e.sha256 ?? '']))
     const j: Journal = {
       version: 1,
       bundleId,
       targetRoot: root,
       state: 'applying',
-      name: scan.meta.name,
-      bundleVersion: scan.meta.version,
+      name: scan.meta?.name ?? req.name ?? bundleId,
+      bundleVersion: scan.meta?.version ?? req.version ?? '',
       files: plan.files.map((f) => ({ ...f, sha256: hashes.get(f.path) ?? '' })),
       createdDirs: plan.createdDirs,
     }

@@ -144,6 +144,81 @@ describe('malicious bundles are rejected with nothing written', () => {
   })
 })
 
+describe('plain layout (raw content: a vendor tar)', () => {
+  /** The malicious entries above that do not depend on bundle.json or the payload/ prefix. */
+  const layoutFree = malicious.filter(
+    ([name]) => !['real size above declared unpackedSize', 'entry outside payload/'].includes(name),
+  )
+
+  it.each(layoutFree)('rejects %s with nothing written', async (_name, entries, code, limits = {}) => {
+    // `payload` is an ordinary directory here; the same entries must fail the same way.
+    const bytes = await packRaw([dirEntry('payload'), good, ...entries])
+    expect(await codeOf(scanBundle(pieces(bytes, 4096), { limits, layout: 'plain' }))).toBe(code)
+    const { parent, out } = await outDir()
+    expect(await codeOf(extractBundle(pieces(bytes, 4096), { dir: out, limits, layout: 'plain' }))).toBe(code)
+    expect(await readdir(out)).toEqual([])
+    expect(await readdir(parent)).toEqual(['out'])
+  })
+
+  it('enforces the configured unpacked size (there is no declared one)', async () => {
+    const bytes = await packRaw([fileEntry('a', Buffer.alloc(200)), fileEntry('b', Buffer.alloc(200))])
+    expect(await codeOf(scanBundle(pieces(bytes, 512), { layout: 'plain', limits: { maxUnpackedSize: 399 } }))).toBe(
+      'PSW_ERR_TAR_LIMIT',
+    )
+    expect(await codeOf(scanBundle(pieces(bytes, 512), { layout: 'plain', limits: { maxUnpackedSize: 400 } }))).toBe(
+      'none',
+    )
+  })
+
+  it.each([
+    ['empty archive', async () => Buffer.alloc(1024)],
+    ['truncated', async () => (await packRaw([fileEntry('f', Buffer.alloc(5000, 1))])).subarray(0, 3000)],
+    [
+      'random bytes (e.g. a .deb given to the files installer)',
+      async () => Buffer.from('!<arch>\ndebian-binary   '.repeat(40)),
+    ],
+  ])('rejects a %s as PSW_ERR_TAR_INVALID', async (_name, make) => {
+    const { out } = await outDir()
+    expect(await codeOf(extractBundle(pieces(await make(), 1000), { dir: out, layout: 'plain' }))).toBe(
+      'PSW_ERR_TAR_INVALID',
+    )
+    expect(await readdir(out)).toEqual([])
+  })
+
+  it("scans and extracts a vendor tar with './' paths, without metadata", async () => {
+    const bytes = await packRaw([
+      { header: { name: './', type: 'directory', mode: 0o755 } },
+      dirEntry('./bin'),
+      fileEntry('./bin/tool', '#!/bin/sh\n', 0o4755),
+      fileEntry('./bundle.json', '{"not":"metadata"}'),
+    ])
+    const scan = await scanBundle(pieces(bytes, 700), { layout: 'plain' })
+    expect(scan.meta).toBeUndefined()
+    expect(scan.entries.map((e) => `${e.type[0]} ${e.path} ${e.mode.toString(8)}`)).toEqual([
+      'd bin 755',
+      'f bin/tool 755',
+      'f bundle.json 644',
+    ])
+    const { out } = await outDir()
+    const result = await extractBundle(pieces(bytes, 700), { dir: out, layout: 'plain', plan: scan })
+    expect(result.meta).toBeUndefined()
+    expect(await readFile(join(out, 'bin/tool'), 'utf8')).toBe('#!/bin/sh\n')
+    expect((await stat(join(out, 'bin/tool'))).mode & 0o7777).toBe(0o755)
+    expect(await readFile(join(out, 'bundle.json'), 'utf8')).toBe('{"not":"metadata"}')
+  })
+
+  it('reads a patchswarm bundle as plain entries, and a plain tar is no bundle', async () => {
+    const bundle = await packBundle([fileEntry('payload/x', 'x')])
+    expect((await scanBundle(pieces(bundle, 512), { layout: 'plain' })).entries.map((e) => e.path)).toEqual([
+      'bundle.json',
+      'payload',
+      'payload/x',
+    ])
+    const plainTar = await packRaw([fileEntry('x', 'x')])
+    expect(await codeOf(scanBundle(pieces(plainTar, 512)))).toBe('PSW_ERR_BUNDLE_METADATA')
+  })
+})
+
 describe('input, plan, faults', () => {
   const sample = () => packBundle([good, dirEntry('payload/d'), fileEntry('payload/d/big', Buffer.alloc(300_000, 7))])
 

@@ -4,6 +4,9 @@
  * and installed is exactly the verified bytes. Pass 1 {@link scanBundle} validates the whole
  * archive without writing; pass 2 {@link extractBundle} re-validates while writing.
  *
+ * Both read the patchswarm bundle layout (bundle.json + payload/) by default, or with
+ * `layout: 'plain'` an ordinary tar (raw content: a vendor's own archive), with the same guard.
+ *
  * Ownership: the reader keeps references to the yielded chunks until they are parsed, so the
  * iterable must not reuse or mutate a chunk after yielding it (Node streams do not).
  */
@@ -14,17 +17,26 @@ import * as tar from 'tar-stream'
 import { BundleGuardError, IntegrityError, mapFsError, PswError, ValidationError } from '../errors.ts'
 import { fsyncDir } from '../store/durable-file.ts'
 import { isErrno, waitDrain, writeAll } from './fs-util.ts'
-import { BundleGuard, type BundleMeta, type PayloadEntry, parseBundleMeta, type TarLimits } from './tar-guard.ts'
+import {
+  BundleGuard,
+  type BundleMeta,
+  type PayloadEntry,
+  parseBundleMeta,
+  type TarLayout,
+  type TarLimits,
+} from './tar-guard.ts'
 
 /** Options of {@link scanBundle}. */
 export interface ScanOptions {
   limits?: Partial<TarLimits>
   signal?: AbortSignal
+  /** `bundle` (default): bundle.json + payload/; `plain`: an ordinary tar, all payload. */
+  layout?: TarLayout
 }
 
-/** A validated bundle: its metadata and payload entries in archive order. */
+/** A validated bundle: its metadata (none for a plain tar) and payload entries in archive order. */
 export interface ScanResult {
-  meta: BundleMeta
+  meta?: BundleMeta
   entries: PayloadEntry[]
 }
 
@@ -45,7 +57,7 @@ export interface ExtractedEntry extends PayloadEntry {
 
 /** The result of {@link extractBundle}. */
 export interface ExtractResult {
-  meta: BundleMeta
+  meta?: BundleMeta
   entries: ExtractedEntry[]
 }
 
@@ -91,7 +103,7 @@ async function pump(
 /** The shared driver of both passes. */
 async function readBundle(input: AsyncIterable<Uint8Array>, opts: ScanOptions, visit?: Visitor, plan?: ScanResult) {
   const { signal } = opts
-  const guard = new BundleGuard(opts.limits)
+  const guard = new BundleGuard(opts.limits, opts.layout)
   signal?.throwIfAborted()
   const extract = tar.extract()
   const failure: { error?: unknown } = {}
@@ -134,7 +146,7 @@ async function readBundle(input: AsyncIterable<Uint8Array>, opts: ScanOptions, v
     throw invalid(`bundle is not a well-formed tar: ${(err as Error)?.message}`, err)
   }
   await pumping
-  return { meta, entries }
+  return meta === undefined ? { entries } : { meta, entries }
 }
 
 /**
@@ -143,8 +155,7 @@ async function readBundle(input: AsyncIterable<Uint8Array>, opts: ScanOptions, v
  * Errors: BundleGuardError (PSW_ERR_TAR_*, PSW_ERR_BUNDLE_METADATA), or the input's own error.
  */
 export async function scanBundle(input: AsyncIterable<Uint8Array>, options: ScanOptions = {}): Promise<ScanResult> {
-  const { meta, entries } = await readBundle(input, options)
-  return { meta, entries }
+  return readBundle(input, options)
 }
 
 /**

@@ -192,7 +192,7 @@ describe('BundleGuard', () => {
       entry: { path: 'bin/tool', mode: 0o755 },
     })
     guard.accept(file('payload/readme', 20))
-    expect(guard.finish().name).toBe('demo')
+    expect(guard.finish()?.name).toBe('demo')
   })
 
   it('requires bundle.json first, then payload/', () => {
@@ -236,6 +236,66 @@ describe('BundleGuard', () => {
     const short = started(1, 100)
     short.accept(file('payload/1', 99))
     expect(codeOf(() => short.finish())).toBe('PSW_ERR_BUNDLE_METADATA')
+  })
+})
+
+describe('BundleGuard, plain layout (raw content: a vendor tar)', () => {
+  const plain = (extra: Partial<TarLimits> = {}) => new BundleGuard(extra, 'plain')
+
+  it('takes every entry as payload, without bundle.json or payload/, and needs no metadata', () => {
+    const guard = plain()
+    expect(guard.accept(dir('bin'))).toEqual({
+      kind: 'entry',
+      entry: { path: 'bin', type: 'directory', size: 0, mode: 0o755 },
+    })
+    expect(guard.accept(file('bin/tool', 10, 0o4755))).toMatchObject({ entry: { path: 'bin/tool', mode: 0o755 } })
+    expect(guard.accept(file('bundle.json', 5))).toMatchObject({ entry: { path: 'bundle.json' } })
+    expect(guard.accept(dir('payload'))).toMatchObject({ entry: { path: 'payload', type: 'directory' } })
+    expect(guard.finish()).toBeUndefined()
+  })
+
+  it("drops one leading './' and accepts a './' root entry only first", () => {
+    const guard = plain()
+    expect(guard.accept({ name: './', type: 'directory', size: 0, mode: 0o755 })).toEqual({ kind: 'root' })
+    expect(guard.accept(dir('./usr'))).toMatchObject({ entry: { path: 'usr' } })
+    expect(guard.accept(file('./usr/x'))).toMatchObject({ entry: { path: 'usr/x' } })
+    expect(codeOf(() => guard.accept(file('usr/x')))).toBe('PSW_ERR_TAR_PATH') // the same path again
+    const late = plain()
+    late.accept(file('a'))
+    expect(codeOf(() => late.accept({ name: './', type: 'directory', size: 0 }))).toBe('PSW_ERR_TAR_PATH')
+    expect(codeOf(() => plain().accept({ name: './', type: 'file', size: 0 }))).toBe('PSW_ERR_TAR_PATH')
+    expect(codeOf(() => plain().accept({ name: './', type: 'symlink', linkname: '/' }))).toBe('PSW_ERR_TAR_LINK')
+    for (const name of ['././x', './../x', './/etc/passwd', '.', '../x', '/etc/passwd', 'a\\..\\x', 'C:/x']) {
+      expect(
+        codeOf(() => plain().accept(file(name))),
+        name,
+      ).toBe('PSW_ERR_TAR_PATH')
+    }
+  })
+
+  it('keeps the other rules: links, special files, duplicates, parents, entries and unpacked size', () => {
+    expect(codeOf(() => plain().accept({ name: 'l', type: 'symlink', linkname: '/' }))).toBe('PSW_ERR_TAR_LINK')
+    expect(codeOf(() => plain().accept({ name: 'h', type: 'link', linkname: 'a' }))).toBe('PSW_ERR_TAR_LINK')
+    expect(codeOf(() => plain().accept({ name: 'null', type: 'character-device' }))).toBe('PSW_ERR_TAR_ENTRY_TYPE')
+    expect(codeOf(() => plain().accept(file('missing/x')))).toBe('PSW_ERR_TAR_INVALID')
+    const inside = plain()
+    inside.accept(file('a'))
+    expect(codeOf(() => inside.accept(file('a/b')))).toBe('PSW_ERR_TAR_PATH')
+    expect(codeOf(() => inside.accept(dir('a')))).toBe('PSW_ERR_TAR_PATH')
+    const few = plain({ maxEntries: 2 })
+    few.accept(file('1'))
+    few.accept(file('2'))
+    expect(codeOf(() => few.accept(file('3')))).toBe('PSW_ERR_TAR_LIMIT')
+    const small = plain({ maxUnpackedSize: 100 })
+    small.accept(file('1', 60))
+    expect(codeOf(() => small.accept(file('2', 41)))).toBe('PSW_ERR_TAR_LIMIT')
+  })
+
+  it('refuses an archive without entries', () => {
+    expect(codeOf(() => plain().finish())).toBe('PSW_ERR_TAR_INVALID')
+    const onlyRoot = plain()
+    onlyRoot.accept({ name: './', type: 'directory', size: 0 })
+    expect(codeOf(() => onlyRoot.finish())).toBe('PSW_ERR_TAR_INVALID')
   })
 })
 

@@ -4,6 +4,10 @@
  * A bundle is `bundle.json` (metadata) followed by a `payload/` directory entry and the payload
  * beneath it. Only regular files and directories are allowed, every parent directory must be
  * declared by its own entry before its children, and paths must be portable and unambiguous.
+ *
+ * Raw content (a vendor's own tar, manifest `content.format: 'raw'`) is read in the `plain`
+ * layout: no `bundle.json`, no `payload/` prefix, every entry is payload; all other rules apply,
+ * and the unpacked size is bounded by {@link TarLimits.maxUnpackedSize} alone.
  */
 import type { Header } from 'tar-stream'
 import { BundleGuardError, type ErrorCode, ValidationError } from '../errors.ts'
@@ -36,6 +40,14 @@ export const DEFAULT_TAR_LIMITS: Readonly<TarLimits> = Object.freeze({
 export const BUNDLE_FORMAT = 'patchswarm.bundle/1'
 export const META_ENTRY = 'bundle.json'
 export const PAYLOAD_DIR = 'payload'
+
+/**
+ * How an archive is laid out: `bundle` is bundle.json + payload/ (content format `tar`);
+ * `plain` is an ordinary tar whose entries are all payload (content format `raw`). A plain
+ * tar may prefix its paths with one `./` and carry a `./` entry for its root, as tars made with
+ * `tar -C dir -cf out.tar .` do; the prefix is dropped before the path rules apply.
+ */
+export type TarLayout = 'bundle' | 'plain'
 
 /** Contents of the `bundle.json` entry. */
 export interface BundleMeta {
@@ -197,6 +209,7 @@ export type Accepted = { kind: 'meta'; size: number } | { kind: 'root' } | { kin
  */
 export class BundleGuard {
   readonly limits: TarLimits
+  readonly layout: TarLayout
   #count = 0
   #files = 0
   #total = 0
@@ -204,14 +217,19 @@ export class BundleGuard {
   #rootSeen = false
   readonly #kinds = new Map<string, 'file' | 'directory'>()
 
-  constructor(limits: Partial<TarLimits> = {}) {
+  constructor(limits: Partial<TarLimits> = {}, layout: TarLayout = 'bundle') {
     this.limits = resolveLimits(limits)
+    this.layout = layout
   }
 
-  /** Validates the next header; the caller must call {@link setMeta} after reading the meta entry. */
+  /**
+   * Validates the next header. In the `bundle` layout the caller must call {@link setMeta}
+   * after reading the meta entry.
+   */
   accept(header: TarHeader): Accepted {
     this.#count += 1
     if (this.#count > this.limits.maxEntries) fail('PSW_ERR_TAR_LIMIT', `more than ${this.limits.maxEntries} entries`)
+    if (this.layout === 'plain') return this.#acceptPlain(header)
     const h = checkHeader(header, this.limits)
     if (this.#count === 1) {
       if (h.archivePath !== META_ENTRY || h.type !== 'file')
@@ -229,7 +247,25 @@ export class BundleGuard {
     if (!h.archivePath.startsWith(`${PAYLOAD_DIR}/`))
       fail('PSW_ERR_TAR_PATH', `entry ${h.archivePath} is outside payload/`)
     if (!this.#rootSeen) fail('PSW_ERR_TAR_INVALID', 'payload/ directory entry missing before its contents')
-    const path = h.archivePath.slice(PAYLOAD_DIR.length + 1)
+    return this.#entry(h, h.archivePath.slice(PAYLOAD_DIR.length + 1), meta)
+  }
+
+  /** A plain tar: an optional `./` root entry, then payload entries (one leading `./` dropped). */
+  #acceptPlain(header: TarHeader): Accepted {
+    const name = header.name
+    const dotted = typeof name === 'string' && name.startsWith('./')
+    if (dotted && name.length === 2) {
+      const h = checkHeader({ ...header, name: 'root/' }, this.limits)
+      if (h.type !== 'directory' || this.#count !== 1)
+        fail('PSW_ERR_TAR_PATH', "'./' must be the first entry, a directory")
+      return { kind: 'root' }
+    }
+    const h = checkHeader(dotted ? { ...header, name: name.slice(2) } : header, this.limits)
+    return this.#entry(h, h.archivePath, undefined)
+  }
+
+  /** Duplicates, parents and sizes of one payload entry (`path` relative to the payload root). */
+  #entry(h: CheckedHeader, path: string, meta: BundleMeta | undefined): Accepted {
     if (this.#kinds.has(path)) fail('PSW_ERR_TAR_PATH', `duplicate entry ${h.archivePath}`)
     const slash = path.lastIndexOf('/')
     if (slash >= 0) {
@@ -240,8 +276,9 @@ export class BundleGuard {
     if (h.type === 'file') {
       this.#files += 1
       this.#total += h.size
-      if (this.#files > meta.files) fail('PSW_ERR_BUNDLE_METADATA', `more files than the declared ${meta.files}`)
-      if (this.#total > meta.unpackedSize) {
+      if (meta && this.#files > meta.files)
+        fail('PSW_ERR_BUNDLE_METADATA', `more files than the declared ${meta.files}`)
+      if (meta && this.#total > meta.unpackedSize) {
         fail('PSW_ERR_TAR_LIMIT', `payload exceeds the declared unpacked size ${meta.unpackedSize}`)
       }
       if (this.#total > this.limits.maxUnpackedSize) fail('PSW_ERR_TAR_LIMIT', 'payload exceeds the unpacked limit')
@@ -254,8 +291,15 @@ export class BundleGuard {
     this.#meta = meta
   }
 
-  /** Checks the end of the archive: metadata read, payload present, counts as declared. */
-  finish(): BundleMeta {
+  /**
+   * Checks the end of the archive. Bundle layout: metadata read, payload present, counts as
+   * declared; returns the metadata. Plain layout: at least one entry; returns undefined.
+   */
+  finish(): BundleMeta | undefined {
+    if (this.layout === 'plain') {
+      if (this.#kinds.size === 0) fail('PSW_ERR_TAR_INVALID', 'tar archive has no entries')
+      return undefined
+    }
     const meta = this.#meta ?? fail('PSW_ERR_BUNDLE_METADATA', 'bundle has no bundle.json')
     if (!this.#rootSeen) fail('PSW_ERR_TAR_INVALID', 'bundle has no payload/ directory')
     if (this.#files !== meta.files || this.#total !== meta.unpackedSize) {

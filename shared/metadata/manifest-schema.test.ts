@@ -47,4 +47,52 @@ describe('manifest validation', () => {
       expect.objectContaining({ code: 'PSW_ERR_MANIFEST_INVALID' }),
     )
   })
+
+  describe('content format and installers', () => {
+    const raw = { ...base.content, format: 'raw' as const }
+    const dpkg = { type: 'dpkg' as const, package: 'openssl', maxRunSeconds: 900 }
+
+    it('treats an absent format as tar and accepts an explicit one', () => {
+      expect(validateManifest(structuredClone(base)).content.format).toBeUndefined()
+      expect(
+        validateManifest({ ...structuredClone(base), content: { ...base.content, format: 'tar' } }).content.format,
+      ).toBe('tar')
+    })
+
+    it.each<[string, Partial<Manifest>]>([
+      ['raw files with backups', { content: raw }],
+      ['raw files without rollback', { content: raw, rollback: { type: 'none' } }],
+      ['tar files without rollback', { rollback: { type: 'none' } }],
+      ['raw dpkg with the previous package', { content: raw, install: dpkg, rollback: { type: 'dpkg-previous' } }],
+      ['raw dpkg without rollback', { content: raw, install: dpkg, rollback: { type: 'none' } }],
+    ])('accepts %s', (_what, change) => {
+      const m = validateManifest({ ...structuredClone(base), ...change })
+      expect(m.install.type).toBe((change.install ?? base.install).type)
+    })
+
+    it.each<[string, object]>([
+      ['dpkg on tar content (format absent)', { install: dpkg, rollback: { type: 'dpkg-previous' } }],
+      [
+        'dpkg on explicit tar content',
+        { content: { ...base.content, format: 'tar' }, install: dpkg, rollback: { type: 'none' } },
+      ],
+      ['dpkg with file backups', { content: raw, install: dpkg, rollback: { type: 'files-backup' } }],
+      ['files with dpkg-previous', { content: raw, rollback: { type: 'dpkg-previous' } }],
+      ['unknown format', { content: { ...base.content, format: 'zip' } }],
+      ['unknown rollback', { rollback: { type: 'snapshot' } }],
+      [
+        'dpkg package name with capitals',
+        { content: raw, install: { ...dpkg, package: 'OpenSSL' }, rollback: { type: 'none' } },
+      ],
+      [
+        'dpkg without maxRunSeconds',
+        { content: raw, install: { type: 'dpkg', package: 'x1' }, rollback: { type: 'none' } },
+      ],
+      ['dpkg with a targetRoot', { content: raw, install: { ...dpkg, targetRoot: '/' }, rollback: { type: 'none' } }],
+    ])('refuses %s', (_what, change) => {
+      expect(() => validateManifest({ ...structuredClone(base), ...change })).toThrow(
+        expect.objectContaining({ code: 'PSW_ERR_MANIFEST_INVALID' }),
+      )
+    })
+  })
 })

@@ -51,7 +51,33 @@ export const FilesInstallSpec = Type.Object(
   { additionalProperties: false },
 )
 
+/** dpkg: the artifact is a Debian package, installed as is (content format `raw`). */
+export const DpkgInstallSpec = Type.Object(
+  {
+    type: Type.Literal('dpkg'),
+    /** Debian package name, for inventory and supersedence. */
+    package: Type.String({ minLength: 1, maxLength: 200, pattern: '^[a-z0-9][a-z0-9+.-]+$' }),
+    maxRunSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  },
+  { additionalProperties: false },
+)
+
+export const InstallSpec = Type.Union([FilesInstallSpec, DpkgInstallSpec])
+
 export const FilesRollbackSpec = Type.Object({ type: Type.Literal('files-backup') }, { additionalProperties: false })
+/** dpkg: the previous package version is kept by the agent and reinstalled. */
+export const DpkgRollbackSpec = Type.Object({ type: Type.Literal('dpkg-previous') }, { additionalProperties: false })
+/** No automatic rollback. */
+export const NoRollbackSpec = Type.Object({ type: Type.Literal('none') }, { additionalProperties: false })
+
+export const RollbackSpec = Type.Union([FilesRollbackSpec, DpkgRollbackSpec, NoRollbackSpec])
+
+/**
+ * What the content bytes are: `tar` (absent means tar) is the patchswarm bundle format
+ * (`bundle.json` + `payload/`); `raw` is a vendor artifact exactly as the vendor published it
+ * (a `.deb`, or an ordinary tar for the files installer), so its SHA-256 is the vendor's.
+ */
+export const ContentFormat = Type.Union([Type.Literal('tar'), Type.Literal('raw')])
 
 export const ContentInfo = Type.Object(
   {
@@ -59,6 +85,7 @@ export const ContentInfo = Type.Object(
     chunkSize: Type.Integer({ minimum: MIN_CHUNK_SIZE, maximum: MAX_CHUNK_SIZE }),
     sha256: Sha256Hex,
     chunks: Type.Array(Sha256Hex, { maxItems: MAX_CHUNKS }),
+    format: Type.Optional(ContentFormat),
   },
   { additionalProperties: false },
 )
@@ -74,8 +101,8 @@ export const ManifestSchema = Type.Object(
     created: Timestamp,
     expires: Timestamp,
     patch: PatchInfo,
-    install: FilesInstallSpec,
-    rollback: FilesRollbackSpec,
+    install: InstallSpec,
+    rollback: RollbackSpec,
     content: ContentInfo,
   },
   { additionalProperties: false },
@@ -83,10 +110,36 @@ export const ManifestSchema = Type.Object(
 
 export type Manifest = Static<typeof ManifestSchema>
 export type PatchInfoT = Static<typeof PatchInfo>
+export type InstallSpecT = Static<typeof InstallSpec>
+export type FilesInstallSpecT = Static<typeof FilesInstallSpec>
+export type RollbackSpecT = Static<typeof RollbackSpec>
+export type ContentFormatT = Static<typeof ContentFormat>
+
+/** Rollbacks each installer can perform. */
+const ROLLBACKS: Record<InstallSpecT['type'], readonly RollbackSpecT['type'][]> = {
+  files: ['files-backup', 'none'],
+  dpkg: ['dpkg-previous', 'none'],
+}
+
+/**
+ * Why an install spec, rollback spec and content format do not fit together, or undefined
+ * when they do: files ↔ files-backup | none, dpkg ↔ dpkg-previous | none, dpkg needs raw content.
+ */
+export function installMismatch(
+  install: Pick<InstallSpecT, 'type'>,
+  rollback: Pick<RollbackSpecT, 'type'>,
+  format: ContentFormatT = 'tar',
+): string | undefined {
+  if (!ROLLBACKS[install.type].includes(rollback.type)) {
+    return `rollback ${rollback.type} does not fit installer ${install.type}`
+  }
+  if (install.type === 'dpkg' && format !== 'raw') return 'a dpkg install needs content format raw'
+  return undefined
+}
 
 const checker = compileChecker(ManifestSchema, 'PSW_ERR_MANIFEST_INVALID')
 
-/** Validates schema and internal consistency (chunk count, power-of-two chunk size, ids). */
+/** Validates schema and internal consistency (chunk count, power-of-two chunk size, ids, installer). */
 export function validateManifest(value: unknown): Manifest {
   const m = checker.check(value, 'manifest')
   const { size, chunkSize, chunks, sha256 } = m.content
@@ -96,5 +149,7 @@ export function validateManifest(value: unknown): Manifest {
   if (m.bundleId !== sha256) throw fail('bundleId differs from content.sha256')
   if (!isRealTimestamp(m.created) || !isRealTimestamp(m.expires)) throw fail('created or expires is not a real date')
   if (Date.parse(m.expires) <= Date.parse(m.created)) throw fail('expires is not after created')
+  const mismatch = installMismatch(m.install, m.rollback, m.content.format)
+  if (mismatch !== undefined) throw fail(mismatch)
   return m
 }

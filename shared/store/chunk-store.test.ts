@@ -78,6 +78,25 @@ describe('chunk store', () => {
     expect(await readdir(dir)).toEqual([])
   })
 
+  it('putHashed stores and dedups like put, trusting the hash its caller computed (no second hash)', async () => {
+    const data = randomBytes(70_000)
+    const hash = sha(data)
+    expect(await store.putHashed(hash, data)).toEqual({ stored: true })
+    expect(await store.putHashed(hash, data)).toEqual({ stored: false })
+    expect(await store.put(hash, data)).toEqual({ stored: false })
+    expect(await store.verify(hash)).toBe(true)
+    expect(store.stats()).toEqual({ chunks: 1, bytes: 70_000 })
+    // Its contract: it does not re-hash. Only callers that hashed these very bytes may use it.
+    const other = sha(randomBytes(8))
+    expect(await store.putHashed(other, data)).toEqual({ stored: true })
+    expect(await store.verify(other)).toBe(false)
+    const small = createChunkStore({ dir, maxChunkBytes: 1024 })
+    await small.start()
+    await expect(small.putHashed(sha(data), data)).rejects.toMatchObject({ code: 'PSW_ERR_CHUNK_SIZE' })
+    await expect(small.putHashed('A'.repeat(64), data)).rejects.toMatchObject({ code: 'PSW_ERR_INVALID_ARGUMENT' })
+    await small.stop()
+  })
+
   it('stores a chunk once under 20 concurrent puts of it', async () => {
     const data = randomBytes(256 * 1024)
     const hash = sha(data)

@@ -43,6 +43,12 @@ export interface ChunkStore {
   has(hashHex: string): Promise<boolean>
   /** Verifies sha256(data) === hashHex, then stores it; `stored: false` if it was already there. */
   put(hashHex: string, data: Uint8Array, options?: ChunkOpOptions): Promise<{ stored: boolean }>
+  /**
+   * As {@link put}, for a caller that has itself just computed `hashHex` from these very bytes
+   * (ingest): stores them without hashing them a second time. Never use it for bytes that
+   * arrived from elsewhere with a claimed hash.
+   */
+  putHashed(hashHex: string, data: Uint8Array, options?: ChunkOpOptions): Promise<{ stored: boolean }>
   /** Reads a whole chunk without re-hashing it. */
   read(hashHex: string, options?: ChunkOpOptions): Promise<Uint8Array>
   /**
@@ -157,6 +163,42 @@ export function createChunkStore(init: ChunkStoreInit): ChunkStore {
     }
   }
 
+  async function store(
+    hashHex: string,
+    data: Uint8Array,
+    options: ChunkOpOptions,
+    verify: boolean,
+  ): Promise<{ stored: boolean }> {
+    const file = pathOf(hashHex)
+    if (data.byteLength > maxChunkBytes) {
+      throw new IntegrityError('PSW_ERR_CHUNK_SIZE', `chunk is larger than ${maxChunkBytes} bytes`, {
+        details: { hash: hashHex, size: data.byteLength },
+      })
+    }
+    if (verify) {
+      const actual = createHash('sha256').update(data).digest('hex')
+      if (actual !== hashHex) {
+        throw new IntegrityError('PSW_ERR_CHUNK_HASH', `chunk does not match its SHA-256 ${hashHex}`, {
+          details: { expected: hashHex, actual },
+        })
+      }
+    }
+    return locks.run(hashHex, async () => {
+      if (await exists(file)) return { stored: false }
+      const shardDir = join(dir, hashHex.slice(0, 2))
+      try {
+        if ((await mkdir(shardDir, { recursive: true })) !== undefined) await fsyncDir(dir)
+      } catch (err) {
+        throw mapFsError(err, `creating ${shardDir}`)
+      }
+      await writeFileDurable(file, data, options.signal ? { signal: options.signal } : {})
+      chunks++
+      bytes += data.byteLength
+      log.debug({ hash: hashHex, size: data.byteLength }, 'chunk stored')
+      return { stored: true }
+    })
+  }
+
   return {
     async start() {
       if (started) return
@@ -174,35 +216,9 @@ export function createChunkStore(init: ChunkStoreInit): ChunkStore {
 
     has: (hashHex) => track(() => exists(pathOf(hashHex))),
 
-    put: (hashHex, data, options = {}) =>
-      track(async () => {
-        const file = pathOf(hashHex)
-        if (data.byteLength > maxChunkBytes) {
-          throw new IntegrityError('PSW_ERR_CHUNK_SIZE', `chunk is larger than ${maxChunkBytes} bytes`, {
-            details: { hash: hashHex, size: data.byteLength },
-          })
-        }
-        const actual = createHash('sha256').update(data).digest('hex')
-        if (actual !== hashHex) {
-          throw new IntegrityError('PSW_ERR_CHUNK_HASH', `chunk does not match its SHA-256 ${hashHex}`, {
-            details: { expected: hashHex, actual },
-          })
-        }
-        return locks.run(hashHex, async () => {
-          if (await exists(file)) return { stored: false }
-          const shardDir = join(dir, hashHex.slice(0, 2))
-          try {
-            if ((await mkdir(shardDir, { recursive: true })) !== undefined) await fsyncDir(dir)
-          } catch (err) {
-            throw mapFsError(err, `creating ${shardDir}`)
-          }
-          await writeFileDurable(file, data, options.signal ? { signal: options.signal } : {})
-          chunks++
-          bytes += data.byteLength
-          log.debug({ hash: hashHex, size: data.byteLength }, 'chunk stored')
-          return { stored: true }
-        })
-      }),
+    put: (hashHex, data, options = {}) => track(() => store(hashHex, data, options, true)),
+
+    putHashed: (hashHex, data, options = {}) => track(() => store(hashHex, data, options, false)),
 
     read: (hashHex, options = {}) =>
       track(() =>
