@@ -8,6 +8,7 @@ import type { AssignResult } from './assignments.ts'
 import type { BundleRecord } from './catalog.ts'
 import { applianceLayout, readAdminToken } from './data-dir.ts'
 import type { DeviceRecord } from './devices.ts'
+import { type AdminUpstream, type ArtifactSummary, summarize } from './http/upstream-routes.ts'
 import type { IngestProgress, IngestRequest } from './ingest.ts'
 import type { BundleSwarmStats } from './swarm.ts'
 
@@ -23,6 +24,12 @@ export interface AdminClient {
     httpUrl: string
     swarm?: BundleSwarmStats[]
   }>
+  /**
+   * Feeds, WAN downloads and the cache. Against a data directory no appliance runs on, the
+   * CLI runs the upstream service itself while the command lasts (a USB import works
+   * without starting the appliance); what close() interrupts resumes when the appliance starts.
+   */
+  upstream: AdminUpstream
   close(): Promise<void>
 }
 
@@ -48,6 +55,13 @@ export async function openAdminClient(dataDir: string, deps: { clock: Clock; log
   try {
     const { openApplianceCore } = await import('./core.ts')
     const core = await openApplianceCore(dataDir, deps)
+    const { createUpstream } = await import('./upstream/upstream-factory.ts')
+    const upstream = createUpstream(core, deps)
+    let started: Promise<void> | undefined
+    const running = () => {
+      started ??= upstream.start()
+      return started
+    }
     return {
       createToken: (o) => core.enrollment.createToken(o),
       ingest: async (req, onProgress) => {
@@ -62,7 +76,23 @@ export async function openAdminClient(dataDir: string, deps: { clock: Clock; log
         // Not running: the URL it will have, from its config.
         httpUrl: `http://${core.config.http.host === '0.0.0.0' ? '127.0.0.1' : core.config.http.host}:${core.config.http.port}`,
       }),
-      close: () => core.close(),
+      upstream: {
+        status: async () => ({
+          ...(await upstream.service.status()),
+          cache: await upstream.cache.usage(),
+          wanBytesPerSecond: upstream.limiter.rate,
+        }),
+        list: async (filter) => (await upstream.catalog.list(filter)).map(summarize),
+        sync: (feedId) => upstream.service.syncNow(feedId),
+        request: async (ref) => {
+          await running()
+          return summarize(await upstream.service.request(ref, 'operator (cli)'))
+        },
+      },
+      close: async () => {
+        if (started) await upstream.stop()
+        await core.close()
+      },
     }
   } catch (err) {
     if (hasCode(err, 'PSW_ERR_STORE_LOCKED')) {
@@ -124,6 +154,22 @@ function remoteAdmin(info: RunInfo, token: string): AdminClient {
         }
       }
       throw new ProtocolError('PSW_ERR_PROTOCOL', 'ingest response ended without a result')
+    },
+    upstream: {
+      status: async () => (await call('GET', '/api/v1/upstream')).json() as never,
+      list: async (filter) => {
+        const q = new URLSearchParams({ limit: '10000' })
+        if (filter.feedId) q.set('feed', filter.feedId)
+        if (filter.state) q.set('state', filter.state)
+        const body = (await (await call('GET', `/api/v1/upstream/artifacts?${q}`)).json()) as {
+          artifacts: ArtifactSummary[]
+        }
+        return body.artifacts
+      },
+      sync: async (feed) =>
+        ((await (await call('POST', '/api/v1/upstream/sync', feed ? { feed } : {})).json()) as { reports: never })
+          .reports,
+      request: async (ref) => (await call('POST', '/api/v1/upstream/fetch', { ref })).json() as never,
     },
     close: async () => {},
   }

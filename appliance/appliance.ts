@@ -13,8 +13,11 @@ import { createHttpServer } from './http/server.ts'
 import type { StatusView } from './http/status-page.ts'
 import { MemberList } from './members.ts'
 import { MetadataRefresher } from './metadata-refresh.ts'
+import { applianceUploadedFromSwarm, deliveredFromDevices } from './metrics/delivered.ts'
+import { createMetrics } from './metrics/prometheus.ts'
 import { type ApplianceNetwork, startApplianceNetwork } from './network.ts'
 import { ApplianceSwarm, type BundleSwarmStats } from './swarm.ts'
+import { createUpstream, type Upstream } from './upstream/upstream-factory.ts'
 
 export interface ApplianceOptions {
   dataDir: string
@@ -46,6 +49,8 @@ export interface Appliance {
   bytesServed(): Map<string, number>
   /** The tracker's view of a bundle's swarm and what the appliance uploaded for it. */
   swarmStats(bundleId: string): BundleSwarmStats
+  /** Feeds, WAN downloads, the cache. */
+  readonly upstream: Upstream
 }
 
 /** Wires the core, the libp2p node and the HTTP server of `patchswarm appliance start`. */
@@ -78,6 +83,15 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
   let refresher: MetadataRefresher | undefined
   const startedAt = clock.now()
 
+  const upstream = createUpstream(core, { clock, log })
+  const metrics = createMetrics({
+    wan: upstream.wan,
+    delivered: deliveredFromDevices(core.devices),
+    applianceUploaded: applianceUploadedFromSwarm({ catalog: core.catalog, swarm }),
+    devices: () => core.devices.members().length,
+    bundles: async () => (await core.catalog.list()).length,
+  })
+
   const status = async (): Promise<StatusView> => ({
     siteName: config.siteName,
     peerId: network?.node.peerId ?? '',
@@ -92,9 +106,11 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
     core,
     bytesServed: () => new Map(served),
     swarmStats: (bundleId) => swarm.stats(bundleId),
+    upstream,
     async start() {
       try {
         await swarm.start()
+        await upstream.start()
         network = await startApplianceNetwork({
           privateKey: core.identity.libp2pKey,
           listen: options.overrides?.p2pListen ?? config.p2p.listen,
@@ -135,6 +151,17 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           startedAt,
           now: () => clock.now(),
           node: () => ({ peerId: network?.node.peerId ?? '', multiaddrs: network?.node.multiaddrs() ?? [] }),
+          metrics,
+          upstream: {
+            status: async () => ({
+              ...(await upstream.service.status()),
+              cache: await upstream.cache.usage(),
+              wanBytesPerSecond: upstream.limiter.rate,
+            }),
+            list: (filter) => upstream.catalog.list(filter),
+            sync: (feedId) => upstream.service.syncNow(feedId),
+            request: (ref, by) => upstream.service.request(ref, by),
+          },
           log,
         })
         const host = options.overrides?.httpHost ?? config.http.host
@@ -171,6 +198,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
       http = undefined
       await network?.stop()
       network = undefined
+      await upstream.stop()
       await swarm.stop()
       await core.close()
     },

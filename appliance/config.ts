@@ -1,8 +1,8 @@
 import { type Static, Type } from '@sinclair/typebox'
-import { DEFAULT_CHUNK_SIZE } from '../shared/content/chunking.ts'
 import { compileChecker } from '../shared/metadata/schema-check.ts'
 import { readConfigFile, writeConfigFile } from '../shared/store/config-file.ts'
 import { applianceLayout } from './data-dir.ts'
+import { UpstreamConfigSchema } from './upstream/upstream-config.ts'
 
 export const CONFIG_FORMAT = 'patchswarm.appliance-config/1'
 
@@ -21,7 +21,8 @@ export const ApplianceConfigSchema = Type.Object(
       { listen: Type.Array(Type.String({ maxLength: 200 }), { minItems: 1, maxItems: 16 }) },
       { additionalProperties: false },
     ),
-    chunkSize: Type.Integer({ minimum: 65536, maximum: 16 << 20 }),
+    /** Chunk size of new bundles; absent = picked per bundle from its size (autoChunkSize). */
+    chunkSize: Type.Optional(Type.Integer({ minimum: 65536, maximum: 16 << 20 })),
     manifestTtlDays: Type.Integer({ minimum: 1, maximum: 3650 }),
     assignmentTtlDays: Type.Integer({ minimum: 1, maximum: 365 }),
     tokenTtlHours: Type.Integer({ minimum: 1, maximum: 24 * 30 }),
@@ -29,6 +30,8 @@ export const ApplianceConfigSchema = Type.Object(
     uploadBytesPerSecond: Type.Optional(Type.Integer({ minimum: 0 })),
     /** Chunks uploaded at once. */
     uploadSlots: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** Feeds, WAN cap and schedule, cache quota, auto-download rules (docs/operations.md). */
+    upstream: Type.Optional(UpstreamConfigSchema),
   },
   { additionalProperties: false },
 )
@@ -45,7 +48,6 @@ export function defaultApplianceConfig(): ApplianceConfig {
     siteName: 'branch-office',
     http: { host: '127.0.0.1', port: 8080 },
     p2p: { listen: ['/ip4/0.0.0.0/tcp/7070'] },
-    chunkSize: DEFAULT_CHUNK_SIZE,
     manifestTtlDays: 90,
     assignmentTtlDays: 30,
     tokenTtlHours: 24,

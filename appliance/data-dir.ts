@@ -17,6 +17,8 @@ export interface ApplianceLayout {
   db: string
   chunks: string
   tmp: string
+  /** The WAN downloader's partial/, verified/ and quarantine/ folders. */
+  upstream: string
   runInfo: string
 }
 
@@ -43,6 +45,7 @@ export function applianceLayout(dataDir: string): ApplianceLayout {
     db: join(root, 'db'),
     chunks: join(root, 'chunks'),
     tmp: join(root, 'tmp'),
+    upstream: join(root, 'upstream'),
     runInfo: join(root, 'run.json'),
   }
 }

@@ -6,6 +6,7 @@ import type { AdminClient } from '../admin-client.ts'
 import type { ApplianceConfig } from '../config.ts'
 import { applianceLayout, defaultApplianceDataDir } from '../data-dir.ts'
 import type { IngestRequest } from '../ingest.ts'
+import { registerUpstreamCommands } from './upstream-commands.ts'
 
 // Heavy modules (libp2p, fastify, level, forge) load inside the actions, so `--help` and
 // commands that only talk to a running appliance start fast.
@@ -239,6 +240,8 @@ export function registerApplianceCommands(program: Command): void {
         await client.close()
       }
     })
+
+  registerUpstreamCommands(appliance, admin, dataOption)
 
   appliance
     .command('status')

@@ -333,7 +333,12 @@ describe('appliance HTTP API', () => {
       expect(res.headers['content-type']).toMatch(/^application\/x-ndjson/)
       const lines = ndjson(res)
       const last = lines.at(-1)!
-      expect(last).toMatchObject({ type: 'result', record: { name: 'tool', version: '1.2.3' }, newChunks: 1 })
+      // ~300 KB in 256 KiB chunks (the size picked for small bundles): two chunks, both new.
+      expect(last).toMatchObject({
+        type: 'result',
+        record: { name: 'tool', version: '1.2.3', chunkSize: 256 << 10, chunks: 2 },
+        newChunks: 2,
+      })
       const progress = lines.slice(0, -1)
       expect(progress.length).toBeGreaterThan(0)
       for (const p of progress)

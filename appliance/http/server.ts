@@ -9,6 +9,7 @@ import { IngestRequestSchema } from '../ingest.ts'
 import { type WanUsage, type WanUsageQuery, WanUsageQuerySchema, WanUsageSchema } from '../metrics/wan-usage.ts'
 import { installErrorHandler } from './error-handler.ts'
 import { renderStatusPage, type StatusView } from './status-page.ts'
+import { registerUpstreamRoutes, type UpstreamApi } from './upstream-routes.ts'
 
 export const APP_VERSION = '0.1.0'
 
@@ -30,6 +31,8 @@ export interface HttpDeps {
   now?: () => number
   /** Serves `GET /metrics` (and `GET /api/v1/metrics/wan` when it has `wanUsage`); see `createMetrics`. */
   metrics?: HttpMetrics
+  /** The upstream side (feeds, WAN downloads, cache); absent in tests that do not need it. */
+  upstream?: UpstreamApi
   log: Logger
 }
 
@@ -116,6 +119,8 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
       .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
     return renderStatusPage(await deps.status())
   })
+
+  if (deps.upstream) registerUpstreamRoutes(app, deps.upstream, { requireAdmin, localOrAdmin })
 
   const metrics = deps.metrics
   if (metrics) {

@@ -33,8 +33,8 @@ const USED = 'cache:used:'
 /**
  * The content store's disk quota. Before an artifact is downloaded, `ensureRoom()` makes
  * space for it by evicting bundles no assignment needs, least recently used first (used =
- * ingested, assigned or fetched by an agent, whichever is latest); bundles of active
- * assignments are pinned. When the quota cannot be met even then, the download is refused
+ * ingested or re-requested upstream, whichever is latest); bundles of active assignments are
+ * pinned. When the quota cannot be met even then, the download is refused
  * with PSW_ERR_CACHE_FULL rather than filling the disk.
  */
 export class BundleCache {
@@ -47,7 +47,7 @@ export class BundleCache {
     this.#d = deps
   }
 
-  /** Marks a bundle as used now (assigned, fetched). Written at the next eviction check. */
+  /** Marks a bundle as used now (ingested, requested again). Written at the next eviction check. */
   touch(bundleId: string): void {
     this.#touched.set(bundleId, this.#d.clock.now())
   }

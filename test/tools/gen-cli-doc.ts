@@ -112,7 +112,8 @@ const INTROS: Record<string, string[]> = {
   ],
   'patchswarm appliance ingest': [
     'Packs the source into a deterministic tar (`bundle.json`, then `payload/…`), splits it into',
-    'chunks (chunk size from `--chunk-size` or the configuration, 1 MiB by default), stores the',
+    'chunks (chunk size from `--chunk-size` or the configuration, else picked from the size:',
+    '256 KiB up to 256 MiB, 1 MiB for 1 GiB, at most 4 MiB), stores the',
     'chunks it does not have yet, then signs the manifest. Progress goes to stderr. Ingesting the',
     'same content under the same name and version again gives the same bundle id and a new',
     'manifest version; assignments made before still name the old manifest version (see',
@@ -128,6 +129,26 @@ const INTROS: Record<string, string[]> = {
     'Lists bundles and enrolled devices with the last report of each device: per bundle its state,',
     'chunks held and bytes received from the appliance and from peers, plus any signed metadata the',
     'agent refused.',
+  ],
+  'patchswarm appliance upstream status': [
+    'Feeds with their last sync and its error, artifacts per state, downloads in progress (bytes,',
+    'rate, attempt, last error), cache use against the quota and the WAN rate cap in force now.',
+  ],
+  'patchswarm appliance upstream list': [
+    'Every artifact a feed ever listed, newest first: `<feedId>/<key>`, name@version,',
+    'severity/classification, size and state (available, queued, downloading, ingesting, ready,',
+    'failed, quarantined, evicted), with the error code of a failure.',
+  ],
+  'patchswarm appliance upstream sync': [
+    'Lists every feed (or `--feed`) now and records what it offers; a feed that cannot be trusted',
+    'as a whole (bad signature, expired, malformed) is reported and nothing from it is used. Exit',
+    'status 1 when a feed failed.',
+  ],
+  'patchswarm appliance upstream fetch': [
+    'Queues the artifact durably, then downloads it once over the WAN (resumable, rate-capped,',
+    'verified by size and SHA-256) and ingests it as a signed bundle whose content is exactly the',
+    "vendor's bytes; shows progress until it is ready. With no appliance running on the data",
+    'directory the CLI does the work itself. Exit status 1 when it failed or was quarantined.',
   ],
   'patchswarm agent enroll': [
     'Creates `keys/libp2p.key`, sends the token and a CSR signed with that key to',
