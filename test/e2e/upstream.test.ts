@@ -18,8 +18,8 @@ const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 async function vendorTar(files: Record<string, Buffer>): Promise<Buffer> {
   const pack = tar.pack()
   const parts: Buffer[] = []
-  pack.on('data', (d: Buffer) => parts.push(d))
-  const ended = new Promise((resolve) => pack.on('end', resolve))
+  pack.on('data', (d) => parts.push(d as Buffer))
+  const ended = new Promise<void>((resolve) => pack.on('end', () => resolve()))
   pack.entry({ name: 'bin', type: 'directory', mode: 0o755 })
   pack.entry({ name: 'etc', type: 'directory', mode: 0o755 })
   for (const [name, body] of Object.entries(files)) pack.entry({ name, mode: 0o644 }, body)
