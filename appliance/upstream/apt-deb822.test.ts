@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { hasCode, isPswError } from '../../shared/errors.ts'
+import { seededRandom } from '../../shared/swarm/chunk-picker.ts'
 import { deb822Field, deb822Lines, iterateDeb822, parseDeb822 } from './apt-deb822.ts'
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -94,18 +95,6 @@ describe('parseDeb822', () => {
   })
 })
 
-/** Small seeded PRNG (mulberry32) so property failures are reproducible from the seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 describe('parseDeb822 properties (seeded)', () => {
   const NAME_FIRST = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
   const NAME_REST = `${NAME_FIRST}-_.+!"$%&'()*,/;<=>?@[]^\`{|}~`
@@ -148,7 +137,7 @@ describe('parseDeb822 properties (seeded)', () => {
 
   it('round-trips generated documents', () => {
     for (let seed = 1; seed <= 400; seed++) {
-      const { text, stanzas } = gen(rng(seed))
+      const { text, stanzas } = gen(seededRandom(seed))
       const parsed = parseDeb822(text).map((s) => new Map(s))
       expect(parsed, `seed ${seed}`).toEqual(stanzas)
     }
@@ -157,7 +146,7 @@ describe('parseDeb822 properties (seeded)', () => {
   it('mutated documents parse or fail with a stable code, never anything else', () => {
     const noise = ['\n', ' ', '\t', ':', '#', '-', '\0', '\r', 'é', 'A', '\n\n', ' x']
     for (let seed = 1; seed <= 400; seed++) {
-      const r = rng(seed * 7919)
+      const r = seededRandom(seed * 7919)
       let { text } = gen(r)
       for (let m = 1 + Math.floor(r() * 4); m > 0; m--) {
         const at = Math.floor(r() * (text.length + 1))

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { seededRandom } from '../../shared/swarm/chunk-picker.ts'
 import {
   nextChangeAt,
   parseWanSchedule,
@@ -172,17 +173,6 @@ describe('properties', () => {
   // Around the 2026 DST changes of those zones, plus anywhere in the year.
   const HOTSPOTS = ['2026-03-08', '2026-03-29', '2026-04-05', '2026-10-04', '2026-10-25', '2026-11-01'].map(Z)
 
-  function prng(seed: number): () => number {
-    let s = seed >>> 0
-    return () => {
-      s = (s + 0x6d2b79f5) >>> 0
-      let t = s
-      t = Math.imul(t ^ (t >>> 15), t | 1)
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    }
-  }
-
   function randomSchedule(rnd: () => number): WanSchedule {
     const hhmm = (m: number) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`
     const rules: WanScheduleRule[] = []
@@ -212,7 +202,7 @@ describe('properties', () => {
   }
 
   it('nextChangeAt is the first minute at which the rate differs (brute force)', () => {
-    const rnd = prng(20260329)
+    const rnd = seededRandom(20260329)
     for (let i = 0; i < 120; i++) {
       const s = randomSchedule(rnd)
       const t = randomInstant(rnd)
@@ -233,7 +223,7 @@ describe('properties', () => {
   })
 
   it('rateAt agrees with a reading of the wall clock by weekday name', () => {
-    const rnd = prng(7)
+    const rnd = seededRandom(7)
     const names = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun']
     for (let i = 0; i < 300; i++) {
       const s = randomSchedule(rnd)

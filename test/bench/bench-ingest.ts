@@ -25,6 +25,7 @@ import type { FeedArtifact } from '../../appliance/upstream/feed-types.ts'
 import { systemClock } from '../../shared/clock.ts'
 import { silentLogger } from '../../shared/log.ts'
 import { tempDir } from '../e2e/harness.ts'
+import { diskWriteFsync } from './disk-speed.ts'
 
 const { values } = parseArgs({
   options: {
@@ -84,23 +85,6 @@ async function writeRandomFile(path: string, bytes: number): Promise<void> {
   } finally {
     await fh.close()
   }
-}
-
-/** Context only: the disk's speed for what a durable ingest must at least do (write + fsync). */
-async function diskWriteFsync(path: string, bytes: number): Promise<number> {
-  const block = Buffer.alloc(1 << 20, 1)
-  const started = performance.now()
-  const fh = await open(path, 'w')
-  try {
-    for (let off = 0; off < bytes; off += block.length)
-      await fh.write(block, 0, Math.min(block.length, bytes - off), off)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  const seconds = (performance.now() - started) / 1000
-  await rm(path, { force: true })
-  return mb(bytes, seconds)
 }
 
 const dir = await tempDir('bench-ingest')

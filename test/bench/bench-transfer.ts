@@ -17,6 +17,7 @@ import { initApplianceDataDir, openApplianceCore } from '../../appliance/core.ts
 import { systemClock } from '../../shared/clock.ts'
 import { silentLogger } from '../../shared/log.ts'
 import { CliProcess, REPO, runCli, startAppliance, tempDir, writeRandomFile } from '../e2e/harness.ts'
+import { diskWriteFsync } from './disk-speed.ts'
 
 const { values } = parseArgs({
   options: {
@@ -65,23 +66,6 @@ async function rawBaseline(bytes: number): Promise<number> {
   if (code !== 0) throw new Error(`raw libp2p fetch failed (${code})`)
   const r = JSON.parse(out.trim()) as { bytes: number; seconds: number }
   return r.bytes / 1e6 / r.seconds
-}
-
-/** The disk's own speed for what a download must do: write `bytes` in 1 MiB pieces, then fsync. */
-async function diskWriteFsync(path: string, bytes: number): Promise<number> {
-  const block = Buffer.alloc(1 << 20, 1)
-  const started = performance.now()
-  const fh = await open(path, 'w')
-  try {
-    for (let off = 0; off < bytes; off += block.length)
-      await fh.write(block, 0, Math.min(block.length, bytes - off), off)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  const seconds = (performance.now() - started) / 1000
-  await rm(path, { force: true })
-  return bytes / 1e6 / seconds
 }
 
 const dir = await tempDir('bench-transfer')
