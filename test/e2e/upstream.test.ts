@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as tar from 'tar-stream'
@@ -10,6 +11,7 @@ import {
   feedDoc,
   startFeedServer,
 } from '../../appliance/upstream/vendor-feed-test-helpers.ts'
+import { serveBytes, startTestServer } from '../../appliance/upstream/wan-test-helpers.ts'
 import { applianceStatus, assign, enroll, type RunningAppliance, runCli, startAppliance, tempDir } from './harness.ts'
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -163,5 +165,84 @@ describe('upstream end to end (a real feed server, appliance and agent processes
     expect(value('patchswarm_wan_bytes_total')).toBeGreaterThanOrEqual(artifact.length)
     expect(value('patchswarm_delivered_bytes_total')).toBe(3 * artifact.length)
     expect(value('patchswarm_saved_wan_bytes_total')).toBeGreaterThan(0)
+  })
+})
+
+describe('upstream download across a kill -9 of the appliance (faults rows 6 and 18)', () => {
+  it('resumes the download with a Range request after a restart, and ingests the whole artifact', async () => {
+    const dir = await tempDir('e2e-upstream-kill')
+    const body = randomBytes(3 << 20)
+    let artifactRequests = 0
+    const server = await startTestServer((req, res) => {
+      if (req.url === '/feed.json') {
+        const doc = feedDoc(
+          [entry('big', { url: 'files/big.bin', size: body.length, sha256: sha(body), name: 'big', version: '1' })],
+          { generated: new Date().toISOString(), expires: new Date(Date.now() + 86_400_000).toISOString() },
+        )
+        res.writeHead(200, { 'content-type': 'application/json' }).end(feedBytes(doc))
+        return
+      }
+      if (req.url !== '/files/big.bin') return res.writeHead(404).end()
+      // The first attempt sends 1 MiB and then stalls: the download is surely in progress.
+      artifactRequests++
+      serveBytes(req, res, body, artifactRequests === 1 ? { stallAfter: 1 << 20 } : {})
+    })
+    let app: RunningAppliance | undefined
+    try {
+      const dataDir = join(dir.path, 'appliance')
+      expect((await runCli(['appliance', 'init', '--data', dataDir])).code).toBe(0)
+      const configPath = join(dataDir, 'appliance.json')
+      const config = JSON.parse(await readFile(configPath, 'utf8'))
+      config.upstream = {
+        feeds: [{ id: 'acme', kind: 'patchswarm', url: server.url('/feed.json') }],
+        syncIntervalMinutes: 60,
+        // Checkpoint often, so what arrived before the kill is on disk.
+        wan: {
+          schedule: { timeZone: 'UTC', defaultBytesPerSecond: 0, rules: [] },
+          downloader: { checkpointBytes: 65536, checkpointMs: 100 },
+        },
+        cache: { quotaBytes: 0 },
+        autoDownload: { severities: [], classifications: [], emergency: false },
+      }
+      await writeFile(configPath, JSON.stringify(config, null, 2))
+      app = await startAppliance(dataDir)
+      expect((await runCli(['appliance', 'upstream', 'sync', '--data', dataDir])).code).toBe(0)
+      const queued = await runCli([
+        'appliance',
+        'upstream',
+        'fetch',
+        'acme/big',
+        '--no-wait',
+        '--data',
+        dataDir,
+        '--json',
+      ])
+      expect(queued.code, queued.stderr).toBe(0)
+      const sidecar = join(dataDir, 'upstream', 'partial', `${sha(body)}.json`)
+      await until(async () => {
+        if (!existsSync(sidecar)) return undefined
+        const s = JSON.parse(await readFile(sidecar, 'utf8')) as { bytes?: number }
+        return (s.bytes ?? 0) > 0 ? true : undefined
+      }, 'a checkpoint of the partial download')
+      await app.proc.stop('SIGKILL')
+
+      app = await startAppliance(dataDir)
+      const ready = await until(async () => {
+        const r = await runCli(['appliance', 'upstream', 'list', '--data', dataDir, '--json'])
+        const a = (JSON.parse(r.stdout) as Array<{ ref: string; state: string; bundleId?: string }>).find(
+          (x) => x.ref === 'acme/big',
+        )
+        return a?.state === 'ready' ? a : undefined
+      }, 'the artifact to be ready after the restart')
+      expect(ready.bundleId).toBe(sha(body))
+      // The second attempt asked only for the rest.
+      const resumed = server.requests.filter((r) => r.path === '/files/big.bin')[1]
+      expect(resumed?.headers.range).toMatch(/^bytes=[1-9]\d*-$/)
+      expect(resumed?.headers['if-range']).toBe('"v1"')
+    } finally {
+      await app?.proc.stop()
+      await server.close()
+      await dir.cleanup()
+    }
   })
 })
