@@ -16,7 +16,7 @@
  * go to stderr.
  */
 import { createHash, randomFillSync } from 'node:crypto'
-import { open, readFile, rm } from 'node:fs/promises'
+import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { initApplianceDataDir, openApplianceCore } from '../../appliance/core.ts'

@@ -10,7 +10,7 @@
  * the end of the fetch; _with_install = until the process exits after installing).
  */
 import { spawn } from 'node:child_process'
-import { open, readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { initApplianceDataDir, openApplianceCore } from '../../appliance/core.ts'

@@ -53,7 +53,7 @@
  * read a ManualClock set to it.
  */
 import { SeedingPolicy } from '../../appliance/seeding-policy.ts'
-import { type PeerInfo, Tracker } from '../../appliance/tracker.ts'
+import { Tracker } from '../../appliance/tracker.ts'
 import { ManualClock } from '../../shared/clock.ts'
 import { Bitfield } from '../../shared/swarm/bitfield.ts'
 import { seededRandom } from '../../shared/swarm/chunk-picker.ts'
