@@ -171,6 +171,21 @@ export const ERROR_CODES = {
   },
   PSW_ERR_INSTALL_FAILED: { status: 500, summary: 'The installer failed; the device was rolled back.' },
   PSW_ERR_ROLLBACK_FAILED: { status: 500, summary: 'Rolling back an install failed; manual attention needed.' },
+  PSW_ERR_INSTALL_BUSY: {
+    status: 503,
+    summary:
+      'Another installation is running on the device (Windows 1618, dpkg lock); nothing was changed, retry later.',
+  },
+
+  // policy and audit
+  PSW_ERR_AUDIT_CHAIN: {
+    status: 500,
+    summary: "The audit log's hash chain does not verify: a record was edited, removed, reordered or inserted.",
+  },
+  PSW_ERR_INVENTORY_COMMAND: {
+    status: 500,
+    summary: 'A command the agent runs to collect its inventory (dpkg-query, PowerShell) failed or timed out.',
+  },
 } as const satisfies Record<string, { status: number; summary: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES
