@@ -62,13 +62,39 @@ export async function openAdminClient(dataDir: string, deps: { clock: Clock; log
       started ??= upstream.start()
       return started
     }
+    // Whoever can open the data directory directly is the local operator.
+    const actor = { type: 'operator', id: 'local-cli' } as const
     return {
-      createToken: (o) => core.enrollment.createToken(o),
+      createToken: async (o) => {
+        const token = await core.enrollment.createToken(o)
+        await core.audit.append({
+          actor,
+          action: 'enrollment.token.create',
+          target: { type: 'enrollment-token', id: o.label ?? 'unlabelled' },
+          after: { expiresAt: token.expiresAt, label: o.label },
+        })
+        return token
+      },
       ingest: async (req, onProgress) => {
         const r = await core.ingest(req, { onProgress })
+        await core.audit.append({
+          actor,
+          action: 'bundle.ingest',
+          target: { type: 'bundle', id: r.record.bundleId },
+          after: r.record,
+        })
         return { record: r.record, newChunks: r.newChunks }
       },
-      assign: (b, d) => core.assignments.assign(b, d),
+      assign: async (b, d) => {
+        const result = await core.assignments.assign(b, d)
+        await core.audit.append({
+          actor,
+          action: 'bundle.assign',
+          target: { type: 'bundle', id: result.bundleId },
+          after: { devices: result.devices.map((x) => ({ peerId: x.peerId, assignmentVersion: x.version })) },
+        })
+        return result
+      },
       status: async () => ({
         bundles: await core.catalog.list(),
         devices: (await core.devices.list()).map(({ certificatePem: _c, ...d }) => d),

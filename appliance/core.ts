@@ -7,6 +7,7 @@ import { type ChunkStore, createChunkStore } from '../shared/store/chunk-store.t
 import { writeFileDurable } from '../shared/store/durable-file.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
 import { Assignments } from './assignments.ts'
+import { AuditLog } from './audit/audit-log.ts'
 import { Catalog } from './catalog.ts'
 import { type ApplianceConfig, defaultApplianceConfig, readApplianceConfig, writeApplianceConfig } from './config.ts'
 import { type ApplianceLayout, applianceLayout } from './data-dir.ts'
@@ -66,6 +67,8 @@ export interface ApplianceCore {
   devices: DeviceRegistry
   enrollment: Enrollment
   assignments: Assignments
+  /** Append-only, hash-chained record of operator actions and state changes. */
+  audit: AuditLog
   ingest(request: IngestRequest, options?: { onProgress?: IngestProgress; signal?: AbortSignal }): Promise<IngestResult>
   /** Ingests a downloaded, verified feed artifact raw (content format `raw`); see ingest-artifact.ts. */
   ingestArtifact(input: IngestArtifactInput, options?: IngestArtifactOptions): Promise<IngestResult>
@@ -119,6 +122,8 @@ export async function openApplianceCore(
     ttlDays: config.assignmentTtlDays,
     log: log.child({ component: 'appliance:assignments' }),
   })
+  const audit = new AuditLog({ db, clock, log: log.child({ component: 'appliance:audit' }) })
+  await audit.start()
   const ingestDeps: IngestDeps = {
     db,
     catalog,
@@ -141,6 +146,7 @@ export async function openApplianceCore(
     devices,
     enrollment,
     assignments,
+    audit,
     async ingest(request, opts) {
       const result = await ingest(ingestDeps, request, opts)
       // Same content ingested again gets a new manifest version: assignments follow it.
@@ -155,6 +161,7 @@ export async function openApplianceCore(
     async close() {
       if (closed) return
       closed = true
+      await audit.stop()
       await chunks.stop()
       await db.close()
     },

@@ -7,6 +7,7 @@ import { type ApplianceCore, sameSecret } from '../core.ts'
 import { EnrollRequestSchema } from '../enrollment.ts'
 import { IngestRequestSchema } from '../ingest.ts'
 import { type WanUsage, type WanUsageQuery, WanUsageQuerySchema, WanUsageSchema } from '../metrics/wan-usage.ts'
+import { registerAuditRoutes } from './audit-routes.ts'
 import { installErrorHandler } from './error-handler.ts'
 import { renderStatusPage, type StatusView } from './status-page.ts'
 import { registerUpstreamRoutes, type UpstreamApi } from './upstream-routes.ts'
@@ -121,6 +122,7 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   })
 
   if (deps.upstream) registerUpstreamRoutes(app, deps.upstream, { requireAdmin, localOrAdmin })
+  registerAuditRoutes(app, { audit: core.audit }, { requireAdmin, localOrAdmin })
 
   const metrics = deps.metrics
   if (metrics) {
@@ -140,14 +142,33 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     }
   }
 
+  // Admin-token callers are one operator identity until the web UI brings accounts.
+  const admin = { type: 'api-token', id: 'admin-token' } as const
+
   app.post('/api/v1/admin/tokens', { schema: { body: TokenBodySchema }, onRequest: requireAdmin }, async (request) => {
     const body = request.body as { ttlHours?: number; label?: string }
-    return core.enrollment.createToken(body)
+    const token = await core.enrollment.createToken(body)
+    await core.audit.append({
+      actor: admin,
+      action: 'enrollment.token.create',
+      target: { type: 'enrollment-token', id: body.label ?? 'unlabelled' },
+      after: { expiresAt: token.expiresAt, label: body.label },
+      requestId: request.id,
+    })
+    return token
   })
 
   app.post('/api/v1/admin/assign', { schema: { body: AssignBodySchema }, onRequest: requireAdmin }, async (request) => {
     const body = request.body as { bundle: string; devices: string[] | 'all' }
-    return core.assignments.assign(body.bundle, body.devices)
+    const result = await core.assignments.assign(body.bundle, body.devices)
+    await core.audit.append({
+      actor: admin,
+      action: 'bundle.assign',
+      target: { type: 'bundle', id: result.bundleId },
+      after: { devices: result.devices.map((d) => ({ peerId: d.peerId, assignmentVersion: d.version })) },
+      requestId: request.id,
+    })
+    return result
   })
 
   // Streams NDJSON: {"type":"progress",...} lines, then one {"type":"result"} or {"type":"error"}.
@@ -172,6 +193,16 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
             last = now
             out.write(`${JSON.stringify({ type: 'progress', phase, done, total })}\n`)
           },
+        })
+        .then(async (result) => {
+          await core.audit.append({
+            actor: admin,
+            action: 'bundle.ingest',
+            target: { type: 'bundle', id: result.record.bundleId },
+            after: result.record,
+            requestId: request.id,
+          })
+          return result
         })
         .then(
           (result) =>

@@ -112,6 +112,22 @@ export function createUpstream(core: ApplianceCore, deps: { clock: Clock; log: L
     },
     autoDownload: config.autoDownload,
     syncIntervalMs: config.syncIntervalMinutes * 60_000,
+    onEvent: async ({ type, entry, by }) => {
+      const operator = by !== undefined && by !== 'auto-download'
+      await core.audit.append({
+        actor: operator ? { type: 'operator', id: by } : { type: 'system', id: 'upstream' },
+        action: `upstream.${type}`,
+        target: { type: 'upstream-artifact', id: entry.ref },
+        after: {
+          state: entry.state,
+          sha256: entry.artifact.sha256,
+          size: entry.artifact.size,
+          ...(entry.bundleId === undefined ? {} : { bundleId: entry.bundleId }),
+          ...(entry.error === undefined ? {} : { error: entry.error }),
+        },
+        ...(by === 'auto-download' ? { reason: 'auto-download rule' } : {}),
+      })
+    },
     clock: deps.clock,
     log,
   })

@@ -33,6 +33,12 @@ export interface UpstreamServiceDeps {
   syncIntervalMs: number
   clock: Clock
   log: Logger
+  /** Called once an artifact is requested or settles as failed/quarantined (the audit log). */
+  onEvent?: (event: {
+    type: 'requested' | 'ready' | 'failed' | 'quarantined'
+    entry: UpstreamEntry
+    by?: string
+  }) => Promise<void>
 }
 
 export interface SyncReport {
@@ -184,7 +190,11 @@ export class UpstreamService {
       }),
     )
     await catalog.batch(ops)
-    for (const ref of toFetch) this.#run(ref)
+    for (const ref of toFetch) {
+      const entry = await catalog.get(ref)
+      if (entry) await this.#d.onEvent?.({ type: 'requested', entry, by: 'auto-download' })
+      this.#run(ref)
+    }
     if (listing.skipped.length > 0)
       log.warn({ feed: feed.id, skipped: listing.skipped.slice(0, 10) }, 'feed entries skipped')
     log.info(
@@ -220,6 +230,7 @@ export class UpstreamService {
     }
     delete queued.error
     await catalog.put(queued)
+    await this.#d.onEvent?.({ type: 'requested', entry: queued, by })
     this.#run(ref)
     return queued
   }
@@ -258,6 +269,7 @@ export class UpstreamService {
       const { bundleId } = await this.#d.ingest(file.path, entry.artifact, signal)
       cache.touch(bundleId)
       await set({ state: 'ready', bundleId, readyAt: new Date(clock.now()).toISOString() })
+      await this.#d.onEvent?.({ type: 'ready', entry })
       // The bundle holds the content now; the verified file would only double the disk use.
       await rm(file.path, { force: true })
       log.info({ ref, bundleId, name: entry.artifact.name, version: entry.artifact.version }, 'upstream artifact ready')
@@ -266,6 +278,7 @@ export class UpstreamService {
       const error = toError(err, new Date(clock.now()).toISOString())
       const quarantined = hasCode(err, 'PSW_ERR_ARTIFACT_HASH')
       await set({ state: quarantined ? 'quarantined' : 'failed', error })
+      await this.#d.onEvent?.({ type: quarantined ? 'quarantined' : 'failed', entry }).catch(() => {})
       log.error(
         { ref, code: error.code, err },
         quarantined ? 'upstream artifact quarantined' : 'upstream artifact failed',

@@ -159,6 +159,19 @@ describe('upstream end to end (a real feed server, appliance and agent processes
       expect(b?.state).toBe('installed')
     }
 
+    // The audit log has what the operator and the system did, and its chain verifies.
+    const audit = (await (await fetch(new URL('/api/v1/audit?limit=100', app.info.httpUrl))).json()) as {
+      records: Array<{ action: string; actor: { type: string }; target: { id: string } }>
+    }
+    const actions = audit.records.map((r) => `${r.action} ${r.target.id}`)
+    expect(actions).toContain('upstream.requested acme/hotfix')
+    expect(actions).toContain('upstream.quarantined acme/hotfix')
+    expect(actions).toContain('upstream.requested acme/tool-2.0')
+    expect(actions).toContain('upstream.ready acme/tool-2.0')
+    expect(actions.filter((a) => a.startsWith('bundle.assign'))).toHaveLength(3)
+    const verify = (await (await fetch(new URL('/api/v1/audit/verify', app.info.httpUrl))).json()) as { ok: boolean }
+    expect(verify.ok).toBe(true)
+
     // Metrics: WAN bytes counted, and what the agents received is more than the WAN carried.
     const metrics = await (await fetch(new URL('/metrics', app.info.httpUrl))).text()
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1])
