@@ -15,8 +15,9 @@ import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
 import { BundleStates } from './bundle-state.ts'
 import { type AgentConfig, agentLayout, readAgentConfig, writeAgentConfig } from './data-dir.ts'
-import { checkSupported, filesInstall } from './install-support.ts'
+import { checkSupported, createAgentInstallRouter, filesInstall } from './install-support.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
+import { createAgentInventory } from './inventory/inventory.ts'
 import { MetadataGuard } from './metadata-guard.ts'
 import { type AgentNetwork, startAgentNetwork } from './network.ts'
 import { AgentSwarm } from './swarm/agent-swarm.ts'
@@ -70,8 +71,8 @@ const errorInfo = (err: unknown) =>
 
 /**
  * The endpoint program: pulls its signed assignment from the appliance, verifies every
- * document and every chunk, downloads with bounded memory, installs with the files
- * installer (rolled back on failure) and reports what happened.
+ * document and every chunk, downloads with bounded memory, installs with the installer the
+ * manifest names (health-checked; rolled back on failure) and reports what happened.
  */
 export async function createAgent(options: AgentOptions): Promise<Agent> {
   const { clock, log } = options
@@ -87,6 +88,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     stateDir: layout.installer,
     log: log.child({ component: 'agent:installer' }),
   })
+  // Routes by install.type (files, dpkg, script, msi/msu/exe) and runs the manifest's health check.
+  const installs = createAgentInstallRouter({
+    stateDir: layout.installer,
+    installRoot: config.installRoot,
+    files: installer,
+    log,
+  })
   const downloadRate = options.downloadBytesPerSecond ?? config.downloadBytesPerSecond ?? 0
   const rateLimit = new TokenBucket({ rate: downloadRate, burst: Math.max(1 << 20, downloadRate / 4), clock })
   let network: AgentNetwork | undefined
@@ -99,6 +107,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   let currentBundles: Set<string> | undefined
   const stopping = new AbortController()
   let loop: Promise<void> | undefined
+  // Sent when its digest changes (and every 6 h), after the status report of a cycle.
+  const inventory = createAgentInventory({
+    store: db,
+    installed: async () => (await states.list()).filter((b) => b.state === 'installed'),
+    agentVersion: AGENT_VERSION,
+    clock,
+    log: log.child({ component: 'agent:inventory' }),
+  })
 
   const report = async () => {
     if (!network) return
@@ -136,6 +152,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
 
   /** Where a bundle's files are already installed (same content, any manifest version). */
   const installedAt = async (manifest: Manifest): Promise<'here' | 'elsewhere' | undefined> => {
+    if (manifest.install.type !== 'files') return (await installs.status(manifest)) === 'installed' ? 'here' : undefined
     const root = await installer.installedRoot(manifest.bundleId)
     if (root === undefined) return undefined
     const wanted = await realpath(targetFor(manifest)).catch(() => targetFor(manifest))
@@ -236,23 +253,34 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       if (options.downloadOnly) return
       await states.put({ ...state, state: 'installing' })
       installing = true
-      const targetRoot = targetFor(manifest)
-      await mkdir(targetRoot, { recursive: true })
-      await installer.install({
-        bundleId: manifest.bundleId,
-        targetRoot,
+      const targetRoot = manifest.install.type === 'files' ? targetFor(manifest) : undefined
+      if (targetRoot !== undefined) await mkdir(targetRoot, { recursive: true })
+      const outcome = await installs.install({
+        manifest,
         openVerified: () => readVerified(partPath, manifest),
-        format: manifest.content.format ?? 'tar',
-        name: manifest.patch.name,
-        version: manifest.patch.version,
+        ...(targetRoot === undefined ? {} : { targetRoot }),
       })
       await states.put({ ...state, state: 'installed' })
       // The downloaded copy stays while the bundle is assigned: other agents fetch it from here.
-      log.info({ bundleId: manifest.bundleId.slice(0, 12), patch: manifest.patch.name }, 'bundle installed')
+      // A reboot it needs is only reported; the rollout engine decides when (inside a window).
+      log.info(
+        {
+          bundleId: manifest.bundleId.slice(0, 12),
+          patch: manifest.patch.name,
+          installer: outcome.installer,
+          rebootRequired: outcome.rebootRequired,
+          ...(outcome.health ? { health: outcome.health.log } : {}),
+        },
+        'bundle installed',
+      )
     } catch (err) {
       if (stopping.signal.aborted) return
       const error = errorInfo(err)
-      log.error({ bundleId: manifest.bundleId.slice(0, 12), ...error }, 'bundle failed')
+      const details = isPswError(err) ? err.details : undefined
+      log.error(
+        { bundleId: manifest.bundleId.slice(0, 12), ...error, ...(details ? { details } : {}) },
+        'bundle failed',
+      )
       await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: total, error })
       // A downloaded file that fails its checks while installing is discarded. A download
       // that fails keeps its verified chunks for the next attempt (bad bytes are never written).
@@ -356,6 +384,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       await handleBundle(entry)
     }
     await report()
+    await inventory.sync(
+      (body, signal) => network!.control({ op: 'inventory', inventory: body }, signal),
+      stopping.signal,
+    )
   }
   // One cycle at a time: two would download into the same file and race the version checks.
   let syncing: Promise<void> | undefined
@@ -370,7 +402,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     config,
     syncOnce,
     async start() {
-      await installer.recover()
+      const recovered = await installs.recover()
+      for (const f of recovered.failed)
+        log.error({ bundleId: f.bundleId, err: f.error }, 'interrupted install not recovered')
       network = await startAgentNetwork({
         privateKey,
         listen: config.listen,

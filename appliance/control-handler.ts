@@ -53,6 +53,16 @@ export function createControlHandler(deps: ControlHandlerDeps) {
           }
           return { accepted: true }
         }
+        case 'inventory': {
+          // Stored only for the calling device: the PeerId is the connection's.
+          if (!(await deps.devices.recordInventory(peerId, request.inventory, deps.clock.now()))) {
+            throw new StateError('PSW_ERR_NOT_ENROLLED', 'no device record for this peer')
+          }
+          const { inventory } = request
+          if (inventory.errors?.length)
+            deps.log.info({ peer: peerId, errors: inventory.errors }, 'agent inventory is incomplete')
+          return { accepted: true, digest: inventory.digest }
+        }
       }
     }
 }

@@ -1,5 +1,31 @@
-import type { AgentReportT } from '../shared/protocol/control-protocol.ts'
+import { Type } from '@sinclair/typebox'
+import { StateError, ValidationError } from '../shared/errors.ts'
+import type { AgentReportT, InventoryReportT } from '../shared/protocol/control-protocol.ts'
+import { KeyedMutex } from '../shared/store/mutex.ts'
 import type { StateBatchOp, StateDb } from '../shared/store/state-db.ts'
+
+export const DEVICE_TIERS = ['critical', 'high', 'normal', 'low'] as const
+export type DeviceTier = (typeof DEVICE_TIERS)[number]
+/** The tier of a device nobody has classified. */
+export const DEFAULT_TIER: DeviceTier = 'normal'
+
+export const MAX_DEVICE_TAGS = 32
+/** Lower-case letters, digits and `. _ : / -`, starting with a letter or digit; at most 64. */
+export const TAG_PATTERN = '^[a-z0-9][a-z0-9._:/-]{0,63}$'
+const TAG_RE = new RegExp(TAG_PATTERN)
+/** A tag as the API takes it: any case (stored lower case). */
+export const TagSchema = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$' })
+export const TierSchema = Type.Union(DEVICE_TIERS.map((t) => Type.Literal(t)))
+
+/** What a device list shows of the latest inventory; the full report is under `inventory:<peerId>`. */
+export interface InventorySummary {
+  receivedAt: string
+  digest: string
+  hostname: string
+  os: InventoryReportT['os']
+  packages: number
+  rebootPending: boolean
+}
 
 export interface DeviceRecord {
   peerId: string
@@ -8,17 +34,42 @@ export interface DeviceRecord {
   enrolledAt: string
   lastSeen?: string
   report?: AgentReportT
+  /** Sorted, lower case, unique. */
+  tags?: string[]
+  /** Absent: DEFAULT_TIER. */
+  tier?: DeviceTier
+  inventory?: InventorySummary
+}
+
+/** The latest inventory of a device, as stored. */
+export interface StoredInventory {
+  receivedAt: string
+  inventory: InventoryReportT
 }
 
 const deviceKey = (peerId: string) => `device:${peerId}`
+const inventoryKey = (peerId: string) => `inventory:${peerId}`
+
+/** Lower-cases, deduplicates and sorts tags; refuses a malformed tag or too many. */
+export function normalizeTags(tags: readonly string[]): string[] {
+  const out = [...new Set(tags.map((t) => t.trim().toLowerCase()))].sort()
+  const bad = out.find((t) => !TAG_RE.test(t))
+  if (bad !== undefined) throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', `invalid tag ${JSON.stringify(bad)}`)
+  if (out.length > MAX_DEVICE_TAGS)
+    throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', `at most ${MAX_DEVICE_TAGS} tags per device`)
+  return out
+}
 
 /**
  * Enrolled devices. The set of their PeerIds is kept in memory because the connection gater
- * asks on every connection; it is loaded at start and updated on every enrollment.
+ * asks on every connection; it is loaded at start and updated on every enrollment. Updates
+ * of one device record (reports, inventory, tags, tier) are serialised per device, so an
+ * agent's report never overwrites the operator's tags and vice versa.
  */
 export class DeviceRegistry {
   readonly #db: StateDb
   readonly #members = new Set<string>()
+  readonly #locks = new KeyedMutex()
 
   constructor(db: StateDb) {
     this.#db = db
@@ -57,9 +108,63 @@ export class DeviceRegistry {
     return out
   }
 
+  /** Read-modify-write of one record under its lock; `undefined` when the device is unknown. */
+  async #update(
+    peerId: string,
+    change: (rec: DeviceRecord) => { record: DeviceRecord; extra?: StateBatchOp[] },
+  ): Promise<DeviceRecord | undefined> {
+    return this.#locks.run(peerId, async () => {
+      const rec = await this.get(peerId)
+      if (!rec) return undefined
+      const { record, extra = [] } = change(rec)
+      await this.#db.batch([...extra, { type: 'put', key: deviceKey(peerId), value: record }])
+      return record
+    })
+  }
+
   async recordReport(peerId: string, report: AgentReportT, now: number): Promise<void> {
-    const rec = await this.get(peerId)
-    if (!rec) return
-    await this.#db.put(deviceKey(peerId), { ...rec, lastSeen: new Date(now).toISOString(), report })
+    await this.#update(peerId, (rec) => ({ record: { ...rec, lastSeen: new Date(now).toISOString(), report } }))
+  }
+
+  /**
+   * Stores a device's inventory under `inventory:<peerId>` and a summary on its record, in
+   * one batch. Returns false for a PeerId without a device record (nothing is stored).
+   */
+  async recordInventory(peerId: string, inventory: InventoryReportT, now: number): Promise<boolean> {
+    const receivedAt = new Date(now).toISOString()
+    const stored: StoredInventory = { receivedAt, inventory }
+    const summary: InventorySummary = {
+      receivedAt,
+      digest: inventory.digest,
+      hostname: inventory.hostname,
+      os: inventory.os,
+      packages: inventory.packages.length,
+      rebootPending: inventory.reboot.pending,
+    }
+    const rec = await this.#update(peerId, (r) => ({
+      record: { ...r, lastSeen: receivedAt, inventory: summary },
+      extra: [{ type: 'put', key: inventoryKey(peerId), value: stored }],
+    }))
+    return rec !== undefined
+  }
+
+  async getInventory(peerId: string): Promise<StoredInventory | undefined> {
+    return this.#db.get<StoredInventory>(inventoryKey(peerId))
+  }
+
+  /** Replaces the device's tags (normalised, see normalizeTags); PSW_ERR_NOT_FOUND for an unknown device. */
+  async setTags(peerId: string, tags: readonly string[]): Promise<DeviceRecord> {
+    const normalized = normalizeTags(tags)
+    const rec = await this.#update(peerId, (r) => ({ record: { ...r, tags: normalized } }))
+    if (!rec) throw new StateError('PSW_ERR_NOT_FOUND', `no device ${peerId}`)
+    return rec
+  }
+
+  async setTier(peerId: string, tier: DeviceTier): Promise<DeviceRecord> {
+    if (!(DEVICE_TIERS as readonly string[]).includes(tier))
+      throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', `tier must be one of ${DEVICE_TIERS.join(', ')}`)
+    const rec = await this.#update(peerId, (r) => ({ record: { ...r, tier } }))
+    if (!rec) throw new StateError('PSW_ERR_NOT_FOUND', `no device ${peerId}`)
+    return rec
   }
 }

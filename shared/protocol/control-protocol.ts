@@ -15,6 +15,14 @@ import { type ByteStream, sendWithBackpressure } from './byte-stream.ts'
 export const CONTROL_PROTOCOL = '/patchswarm/control/1.0.0'
 export const MAX_CONTROL_REQUEST_BYTES = 256 << 10
 export const MAX_CONTROL_RESPONSE_BYTES = 8 << 20
+/**
+ * The `inventory` op alone may send a larger request: 20 000 dpkg packages are about 1.5 MB
+ * of JSON. 4 MiB equals the yamux receive window of one stream (STREAM_WINDOW_BYTES), so a
+ * peer can make the appliance buffer no more per stream than the transport already allows.
+ * Every other op keeps MAX_CONTROL_REQUEST_BYTES.
+ */
+export const MAX_INVENTORY_REQUEST_BYTES = 4 << 20
+export const MAX_INVENTORY_PACKAGES = 20_000
 
 export const TransferStats = Type.Object(
   {
@@ -103,12 +111,144 @@ export const AnnounceResponse = Type.Object(
 export type AnnounceResponseT = Static<typeof AnnounceResponse>
 export const checkAnnounceResponse = compileChecker(AnnounceResponse)
 
+const OsFacts = Type.Object(
+  {
+    /** Node's platform name: `linux`, `win32`, … */
+    platform: Type.String({ minLength: 1, maxLength: 16 }),
+    /** os-release ID (`debian`, `ubuntu`) or `windows`. */
+    id: Type.Optional(Type.String({ maxLength: 64 })),
+    /** PRETTY_NAME, or the Windows caption. */
+    name: Type.String({ maxLength: 128 }),
+    /** os-release VERSION_ID, or the Windows version (`10.0.22631`). */
+    versionId: Type.Optional(Type.String({ maxLength: 64 })),
+    codename: Type.Optional(Type.String({ maxLength: 64 })),
+    /** Kernel release (Linux) or build number (Windows). */
+    kernel: Type.String({ maxLength: 128 }),
+    arch: Type.String({ maxLength: 32 }),
+  },
+  { additionalProperties: false },
+)
+
+export const InventoryAddress = Type.Object(
+  {
+    interface: Type.String({ maxLength: 64 }),
+    family: Type.Union([Type.Literal('IPv4'), Type.Literal('IPv6')]),
+    /** With its prefix length: `10.0.0.7/24`. */
+    cidr: Type.String({ maxLength: 64 }),
+    mac: Type.Optional(Type.String({ maxLength: 17 })),
+  },
+  { additionalProperties: false },
+)
+
+/** dpkg's installation states other than not-installed and config-files (those are not reported). */
+export const PACKAGE_STATES = [
+  'installed',
+  'half-installed',
+  'unpacked',
+  'half-configured',
+  'triggers-awaiting',
+  'triggers-pending',
+] as const
+
+export const InventoryPackage = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 256 }),
+    /** Empty when the source knows none (a Windows entry without DisplayVersion). */
+    version: Type.String({ maxLength: 128 }),
+    arch: Type.Optional(Type.String({ maxLength: 32 })),
+    /** dpkg only; absent means installed. */
+    state: Type.Optional(Type.Union(PACKAGE_STATES.map((s) => Type.Literal(s)))),
+    /** dpkg: marked hold (apt will not upgrade it). */
+    held: Type.Optional(Type.Boolean()),
+    /** dpkg: reinstall-required flag set. */
+    reinstRequired: Type.Optional(Type.Boolean()),
+    publisher: Type.Optional(Type.String({ maxLength: 256 })),
+    /** YYYY-MM-DD. */
+    installDate: Type.Optional(Type.String({ maxLength: 10 })),
+  },
+  { additionalProperties: false },
+)
+
+export const InventoryHotfix = Type.Object(
+  {
+    /** `KB5034441`. */
+    id: Type.String({ minLength: 1, maxLength: 32 }),
+    description: Type.Optional(Type.String({ maxLength: 64 })),
+    installedOn: Type.Optional(Type.String({ maxLength: 10 })),
+  },
+  { additionalProperties: false },
+)
+
+/** Why a reboot is pending (one entry per indicator found). */
+export const REBOOT_REASONS = [
+  'reboot-required',
+  'cbs-reboot-pending',
+  'wu-reboot-required',
+  'pending-file-rename',
+] as const
+
+export const InventoryReport = Type.Object(
+  {
+    formatVersion: Type.Literal(1),
+    /** When the agent collected it, by its own clock (the appliance keeps its own receive time). */
+    collectedAt: Type.String({ maxLength: 40 }),
+    /** SHA-256 of the canonical JSON of every other field except `collectedAt`. */
+    digest: Sha256Hex,
+    agentVersion: Type.String({ maxLength: 40 }),
+    /** The host's own name (the enrolled name may differ). */
+    hostname: Type.String({ maxLength: 255 }),
+    os: OsFacts,
+    addresses: Type.Array(InventoryAddress, { maxItems: 64 }),
+    packageManager: Type.Union([Type.Literal('dpkg'), Type.Literal('windows-uninstall'), Type.Literal('none')]),
+    packages: Type.Array(InventoryPackage, { maxItems: MAX_INVENTORY_PACKAGES }),
+    /** More packages were installed than fit in the report. */
+    packagesTruncated: Type.Optional(Type.Boolean()),
+    hotfixes: Type.Optional(Type.Array(InventoryHotfix, { maxItems: 4096 })),
+    /** Bundles patchswarm installed on this device. */
+    patchswarm: Type.Array(
+      Type.Object(
+        { bundleId: Sha256Hex, manifestVersion: Type.Integer({ minimum: 0 }) },
+        { additionalProperties: false },
+      ),
+      { maxItems: 256 },
+    ),
+    reboot: Type.Object(
+      {
+        pending: Type.Boolean(),
+        reasons: Type.Array(Type.Union(REBOOT_REASONS.map((r) => Type.Literal(r))), { maxItems: 8 }),
+        /** Linux: the packages that asked for it (/run/reboot-required.pkgs). */
+        packages: Type.Optional(Type.Array(Type.String({ maxLength: 256 }), { maxItems: 256 })),
+      },
+      { additionalProperties: false },
+    ),
+    /** Parts that could not be collected; the rest of the report is still valid. */
+    errors: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            source: Type.String({ maxLength: 32 }),
+            code: Type.String({ maxLength: 64 }),
+            message: Type.String({ maxLength: 500 }),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 16 },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type InventoryReportT = Static<typeof InventoryReport>
+export type InventoryPackageT = Static<typeof InventoryPackage>
+export const checkInventoryReport = compileChecker(InventoryReport)
+
 export const ControlRequestSchema = Type.Union([
   Type.Object({ op: Type.Literal('get-assignment') }, { additionalProperties: false }),
   Type.Object({ op: Type.Literal('get-manifest'), bundleId: Sha256Hex }, { additionalProperties: false }),
   Type.Object({ op: Type.Literal('report'), report: AgentReport }, { additionalProperties: false }),
   Type.Object({ op: Type.Literal('get-members') }, { additionalProperties: false }),
   AnnounceRequest,
+  Type.Object({ op: Type.Literal('inventory'), inventory: InventoryReport }, { additionalProperties: false }),
 ])
 
 export type ControlRequest = Static<typeof ControlRequestSchema>
@@ -200,8 +340,16 @@ export async function serveControl(
 ): Promise<void> {
   let response: ControlResponse
   try {
-    const raw = await readFrame(stream, MAX_CONTROL_REQUEST_BYTES, AbortSignal.timeout(CONTROL_REQUEST_TIMEOUT_MS))
-    const request = requestChecker.check(parseJsonLimited(raw, MAX_CONTROL_REQUEST_BYTES, 'control request'), 'request')
+    const raw = await readFrame(stream, MAX_INVENTORY_REQUEST_BYTES, AbortSignal.timeout(CONTROL_REQUEST_TIMEOUT_MS))
+    const parsed = parseJsonLimited(raw, MAX_INVENTORY_REQUEST_BYTES, 'control request')
+    // Only `inventory` may use the larger limit; every other op keeps the small one.
+    if (raw.byteLength > MAX_CONTROL_REQUEST_BYTES && (parsed as { op?: unknown } | null)?.op !== 'inventory') {
+      throw new ProtocolError(
+        'PSW_ERR_MESSAGE_TOO_LARGE',
+        `control message of ${raw.byteLength} bytes, limit ${MAX_CONTROL_REQUEST_BYTES}`,
+      )
+    }
+    const request = requestChecker.check(parsed, 'request')
     response = { ok: true, result: await handler(request) }
   } catch (err) {
     response = isPswError(err)
