@@ -9,6 +9,7 @@ import type { ApplianceConfig } from './config.ts'
 import { createControlHandler } from './control-handler.ts'
 import { type ApplianceCore, openApplianceCore } from './core.ts'
 import { readAdminToken } from './data-dir.ts'
+import type { DeviceRecord } from './devices.ts'
 import { createHttpServer } from './http/server.ts'
 import type { StatusView } from './http/status-page.ts'
 import { MemberList } from './members.ts'
@@ -16,6 +17,8 @@ import { MetadataRefresher } from './metadata-refresh.ts'
 import { applianceUploadedFromSwarm, deliveredFromDevices } from './metrics/delivered.ts'
 import { createMetrics } from './metrics/prometheus.ts'
 import { type ApplianceNetwork, startApplianceNetwork } from './network.ts'
+import { type Group, matches } from './policy/groups.ts'
+import { RolloutService } from './rollout/rollout-service.ts'
 import { ApplianceSwarm, type BundleSwarmStats } from './swarm.ts'
 import { createUpstream, type Upstream } from './upstream/upstream-factory.ts'
 
@@ -84,6 +87,25 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
   const startedAt = clock.now()
 
   const upstream = createUpstream(core, { clock, log })
+  const rollouts = new RolloutService({
+    db: core.db,
+    catalog: core.catalog,
+    assignments: core.assignments,
+    audit: core.audit,
+    devices: async () => {
+      groupList = await core.groups.list()
+      return core.devices.list()
+    },
+    groupsOf: (device) => groupsOfDevice(device),
+    clock,
+    log: log.child({ component: 'appliance:rollout' }),
+  })
+  // Group membership for rollouts: each stored group's filter, plus the device's own tags.
+  let groupList: Group[] = []
+  const groupsOfDevice = (device: DeviceRecord) => [
+    ...(device.tags ?? []),
+    ...groupList.filter((g) => matches(g.match, device)).map((g) => g.id),
+  ]
   const metrics = createMetrics({
     wan: upstream.wan,
     delivered: deliveredFromDevices(core.devices),
@@ -111,6 +133,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
       try {
         await swarm.start()
         await upstream.start()
+        rollouts.start()
         network = await startApplianceNetwork({
           privateKey: core.identity.libp2pKey,
           listen: options.overrides?.p2pListen ?? config.p2p.listen,
@@ -152,6 +175,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           now: () => clock.now(),
           node: () => ({ peerId: network?.node.peerId ?? '', multiaddrs: network?.node.multiaddrs() ?? [] }),
           metrics,
+          rollouts,
           upstream: {
             status: async () => ({
               ...(await upstream.service.status()),
@@ -198,6 +222,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
       http = undefined
       await network?.stop()
       network = undefined
+      await rollouts.stop()
       await upstream.stop()
       await swarm.stop()
       await core.close()

@@ -99,6 +99,55 @@ export class Assignments {
   }
 
   /**
+   * Adds a bundle to some devices' assignments, removes it from others, and re-issues others
+   * unchanged (a new version: the agent tries a failed install again), all in one durable
+   * batch. Devices not enrolled any more are skipped. Returns the new assignment version per
+   * device changed. The rollout service drives this from the engine's desired devices.
+   */
+  async apply(
+    bundleId: string,
+    change: { add?: readonly string[]; remove?: readonly string[]; reissue?: readonly string[] },
+  ): Promise<Map<string, number>> {
+    return this.#mutex.runExclusive(async () => {
+      const { catalog, devices, db, clock } = this.#deps
+      const bundle = await catalog.get(bundleId)
+      if (!bundle && (change.add?.length ?? 0) > 0)
+        throw new StateError('PSW_ERR_NOT_FOUND', `no bundle ${bundleId} in the catalog`)
+      const now = clock.now()
+      const ops: StateBatchOp[] = []
+      const versions = new Map<string, number>()
+      const edit = async (peerId: string, fn: (b: Assignment['bundles']) => Assignment['bundles'] | undefined) => {
+        if (!devices.isMember(peerId)) return
+        const current = (await this.get(peerId))?.signed.bundles ?? []
+        const next = fn(current)
+        if (!next) return
+        if (next.length > MAX_ASSIGNED_BUNDLES)
+          throw new ValidationError(
+            'PSW_ERR_TOO_LARGE',
+            `device ${peerId} would have more than ${MAX_ASSIGNED_BUNDLES} bundles`,
+          )
+        const { op, version } = await this.#issue(peerId, next, now)
+        ops.push(op)
+        versions.set(peerId, version)
+      }
+      for (const p of change.add ?? [])
+        await edit(p, (b) =>
+          b.some((x) => x.bundleId === bundleId)
+            ? undefined
+            : [...b, { bundleId, manifestVersion: bundle!.manifestVersion, action: 'install' as const }],
+        )
+      for (const p of change.remove ?? [])
+        await edit(p, (b) =>
+          b.some((x) => x.bundleId === bundleId) ? b.filter((x) => x.bundleId !== bundleId) : undefined,
+        )
+      for (const p of change.reissue ?? [])
+        await edit(p, (b) => (b.some((x) => x.bundleId === bundleId) ? b : undefined))
+      if (ops.length > 0) await db.batch(ops)
+      return versions
+    })
+  }
+
+  /**
    * Re-issues every assignment that is past two thirds of its lifetime, or that names a
    * manifest version the catalog has since replaced (re-ingest, manifest refresh), so agents
    * never see stale or mismatched metadata. Returns how many were re-issued.

@@ -7,8 +7,11 @@ import { type ApplianceCore, sameSecret } from '../core.ts'
 import { EnrollRequestSchema } from '../enrollment.ts'
 import { IngestRequestSchema } from '../ingest.ts'
 import { type WanUsage, type WanUsageQuery, WanUsageQuerySchema, WanUsageSchema } from '../metrics/wan-usage.ts'
+import type { RolloutService } from '../rollout/rollout-service.ts'
 import { registerAuditRoutes } from './audit-routes.ts'
+import { registerDeviceRoutes } from './device-routes.ts'
 import { installErrorHandler } from './error-handler.ts'
+import { registerRolloutRoutes } from './rollout-routes.ts'
 import { renderStatusPage, type StatusView } from './status-page.ts'
 import { registerUpstreamRoutes, type UpstreamApi } from './upstream-routes.ts'
 
@@ -34,6 +37,8 @@ export interface HttpDeps {
   metrics?: HttpMetrics
   /** The upstream side (feeds, WAN downloads, cache); absent in tests that do not need it. */
   upstream?: UpstreamApi
+  /** Staged rollouts; absent in tests that do not need them. */
+  rollouts?: RolloutService
   log: Logger
 }
 
@@ -123,6 +128,8 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
 
   if (deps.upstream) registerUpstreamRoutes(app, deps.upstream, { requireAdmin, localOrAdmin })
   registerAuditRoutes(app, { audit: core.audit }, { requireAdmin, localOrAdmin })
+  registerDeviceRoutes(app, { devices: core.devices, groups: core.groups }, { requireAdmin, localOrAdmin })
+  if (deps.rollouts) registerRolloutRoutes(app, deps.rollouts, { requireAdmin, localOrAdmin })
 
   const metrics = deps.metrics
   if (metrics) {

@@ -101,7 +101,7 @@ export function applyEvent(
       break
     case 'approve': {
       const ring = state.rings[event.ring]
-      if (!ring || ring.status !== 'awaiting-approval' || event.ring !== state.current)
+      if (ring?.status !== 'awaiting-approval' || event.ring !== state.current)
         throw new StateError(
           'PSW_ERR_CONFLICT',
           `ring ${event.ring} of rollout ${state.spec.id} is not awaiting approval`,
@@ -169,7 +169,7 @@ function conflict(state: RolloutState, what: string): StateError {
 }
 
 function setDevice(
-  state: RolloutState,
+  _state: RolloutState,
   peerId: string,
   d: DeviceProgress,
   to: DeviceRolloutState,

@@ -1,0 +1,87 @@
+import { Type } from '@sinclair/typebox'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { ringCounts } from '../rollout/rollout-engine.ts'
+import type { Actor, RolloutService } from '../rollout/rollout-service.ts'
+import { RolloutSpec, type RolloutState } from '../rollout/rollout-types.ts'
+
+const IdParams = Type.Object(
+  { id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }) },
+  { additionalProperties: false },
+)
+const CommandBody = Type.Object(
+  { reason: Type.Optional(Type.String({ maxLength: 2000 })) },
+  { additionalProperties: false },
+)
+const ApproveBody = Type.Object({ ring: Type.Integer({ minimum: 0, maximum: 15 }) }, { additionalProperties: false })
+
+/** A rollout for the API: its spec and status, and per ring its status and counts. */
+export function rolloutView(state: RolloutState) {
+  return {
+    id: state.spec.id,
+    name: state.spec.name,
+    bundleId: state.spec.bundleId,
+    status: state.status,
+    ...(state.reason === undefined ? {} : { reason: state.reason }),
+    createdAt: new Date(state.createdAt).toISOString(),
+    updatedAt: new Date(state.updatedAt).toISOString(),
+    revision: state.revision,
+    current: state.current,
+    rings: state.spec.rings.map((spec, i) => ({ ...spec, ...state.rings[i], ...ringCounts(state, i) })),
+    spec: state.spec,
+  }
+}
+
+/**
+ * Rollout routes: list and detail for the operator (loopback or admin token), create and
+ * commands (pause, resume, cancel, approve the next ring) for admins.
+ */
+export function registerRolloutRoutes(
+  app: FastifyInstance,
+  rollouts: RolloutService,
+  auth: { requireAdmin: (r: FastifyRequest) => Promise<void>; localOrAdmin: (r: FastifyRequest) => Promise<void> },
+): void {
+  // Admin-token callers are one operator identity until the web UI brings accounts.
+  const actor: Actor = { type: 'api-token', id: 'admin-token' }
+
+  app.get('/api/v1/rollouts', { onRequest: auth.localOrAdmin }, async () => ({
+    rollouts: (await rollouts.list()).map(rolloutView),
+  }))
+
+  app.get<{ Params: { id: string } }>(
+    '/api/v1/rollouts/:id',
+    { onRequest: auth.localOrAdmin, schema: { params: IdParams } },
+    async (request) => rolloutView(await rollouts.get(request.params.id)),
+  )
+
+  app.post(
+    '/api/v1/rollouts',
+    { onRequest: auth.requireAdmin, schema: { body: RolloutSpec } },
+    async (request, reply) => {
+      reply.code(201)
+      return rolloutView(await rollouts.create(request.body, actor))
+    },
+  )
+
+  for (const command of ['pause', 'resume', 'cancel'] as const) {
+    app.post<{ Params: { id: string }; Body: { reason?: string } }>(
+      `/api/v1/rollouts/:id/${command}`,
+      { onRequest: auth.requireAdmin, schema: { params: IdParams, body: CommandBody } },
+      async (request) => {
+        const event =
+          command === 'cancel'
+            ? { type: command, by: actor.id, ...(request.body?.reason ? { reason: request.body.reason } : {}) }
+            : { type: command, by: actor.id }
+        return rolloutView(await rollouts.command(request.params.id, event, actor))
+      },
+    )
+  }
+
+  app.post<{ Params: { id: string }; Body: { ring: number } }>(
+    '/api/v1/rollouts/:id/approve',
+    { onRequest: auth.requireAdmin, schema: { params: IdParams, body: ApproveBody } },
+    async (request) =>
+      rolloutView(
+        await rollouts.command(request.params.id, { type: 'approve', ring: request.body.ring, by: actor.id }, actor),
+      ),
+  )
+}

@@ -1,0 +1,154 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { silentLogger } from '../../shared/log.ts'
+import type { AgentReportT } from '../../shared/protocol/control-protocol.ts'
+import { enrollNewAgent, ingestSmallBundle, openTestAppliance, type TestAppliance } from '../test-fixtures.ts'
+import { RolloutService } from './rollout-service.ts'
+
+const op = { type: 'operator', id: 'alice' } as const
+
+describe('RolloutService (real core: LevelDB, signed assignments, audit log)', () => {
+  let t: TestAppliance
+  let service: RolloutService
+  let bundleId: string
+  const peers: string[] = []
+
+  beforeEach(async () => {
+    t = await openTestAppliance()
+    bundleId = (await ingestSmallBundle(t, 'tool', '1')).bundleId
+    peers.length = 0
+    for (let i = 0; i < 4; i++) peers.push((await enrollNewAgent(t.core, `pc-${i}`)).peerId)
+    await t.core.devices.setTags(peers[0]!, ['pilot'])
+    service = new RolloutService({
+      db: t.core.db,
+      catalog: t.core.catalog,
+      assignments: t.core.assignments,
+      audit: t.core.audit,
+      devices: () => t.core.devices.list(),
+      clock: t.clock,
+      log: silentLogger(),
+      engine: { retryDelayMs: 60_000 },
+    })
+  })
+
+  afterEach(async () => {
+    await service.stop()
+    await t.cleanup()
+  })
+
+  const assigned = async () => {
+    const out: string[] = []
+    for (const p of peers)
+      if ((await t.core.assignments.get(p))?.signed.bundles.some((b) => b.bundleId === bundleId)) out.push(p)
+    return out
+  }
+
+  /** What the agent would report after processing its current assignment. */
+  const report = async (peerId: string, state: 'installed' | 'failed') => {
+    const assignment = await t.core.assignments.get(peerId)
+    const r: AgentReportT = {
+      agentVersion: 'test',
+      hostname: peerId.slice(0, 8),
+      assignmentVersion: assignment?.signed.version ?? 0,
+      bundles: [
+        {
+          bundleId,
+          state,
+          chunksHave: 1,
+          chunksTotal: 1,
+          transfer: { bytesFromAppliance: 1, bytesFromPeers: 0, bytesServed: 0 },
+          ...(state === 'failed' ? { error: { code: 'PSW_ERR_INSTALL_FAILED', message: 'health check failed' } } : {}),
+        },
+      ],
+    }
+    await t.core.devices.recordReport(peerId, r, t.clock.now())
+  }
+
+  const spec = {
+    id: 'tool-1',
+    name: 'tool 1',
+    bundleId: '',
+    target: 'all' as const,
+    retries: 1,
+    rings: [
+      { name: 'pilot', selector: { groups: ['pilot'] }, successThreshold: 1, errorThreshold: 0.5 },
+      { name: 'broad', selector: { rest: true as const }, successThreshold: 1, errorThreshold: 0.5 },
+    ],
+  }
+
+  it('assigns ring by ring from reports, and records every transition in the audit log', async () => {
+    const created = await service.create({ ...spec, bundleId }, op)
+    expect(created.rings.map((r) => r.status)).toEqual(['deploying', 'pending'])
+    expect(await assigned()).toEqual([peers[0]])
+
+    // A report from before the assignment (older version) does not count.
+    await service.poll()
+    expect((await service.get('tool-1')).devices[peers[0]!]!.state).toBe('assigned')
+
+    await report(peers[0]!, 'installed')
+    await service.poll()
+    const after = await service.get('tool-1')
+    expect(after.rings.map((r) => r.status)).toEqual(['passed', 'deploying'])
+    expect((await assigned()).sort()).toEqual([...peers].sort())
+
+    for (const p of peers.slice(1)) await report(p, 'installed')
+    await service.poll()
+    expect((await service.get('tool-1')).status).toBe('completed')
+
+    const { records } = await t.core.audit.query({ limit: 100, order: 'asc' })
+    const actions = records.map((r) => r.action)
+    expect(actions[0]).toBe('rollout.create')
+    expect(actions).toContain('rollout.ring')
+    expect(
+      records.filter((r) => r.action === 'rollout.device' && (r.after as { state: string }).state === 'installed'),
+    ).toHaveLength(4)
+    expect(records.at(-1)).toMatchObject({ action: 'rollout.status', after: { status: 'completed' } })
+    expect((await t.core.audit.verify()).ok).toBe(true)
+  })
+
+  it('re-issues the assignment for a retry, and halts when retries are spent; pending devices lose the bundle', async () => {
+    const ring = { ...spec.rings[0]!, selector: { rest: true as const }, errorThreshold: 0.25 }
+    await service.create({ ...spec, bundleId, rings: [ring] }, op)
+    expect((await assigned()).length).toBe(4)
+    const v1 = (await t.core.assignments.get(peers[0]!))!.signed.version
+    await report(peers[0]!, 'failed')
+    await service.poll()
+    expect((await service.get('tool-1')).devices[peers[0]!]).toMatchObject({ state: 'retry-wait', attempts: 1 })
+    t.clock.advance(61_000)
+    await service.poll()
+    // Retry: the same bundle, a new assignment version, so the agent tries again.
+    const v2 = (await t.core.assignments.get(peers[0]!))!.signed.version
+    expect(v2).toBeGreaterThan(v1)
+    // The old failure report (for v1) does not count against the new attempt.
+    await service.poll()
+    expect((await service.get('tool-1')).devices[peers[0]!]!.state).toBe('assigned')
+    await report(peers[0]!, 'failed')
+    await report(peers[1]!, 'failed')
+    await service.poll()
+    t.clock.advance(61_000)
+    await service.poll()
+    await report(peers[1]!, 'failed')
+    await service.poll()
+    // Two of four failed for good: above the 25 % error threshold.
+    const halted = await service.get('tool-1')
+    expect(halted.status).toBe('halted')
+    expect(halted.reason).toMatch(/2 of 4 devices failed/)
+    // Nothing installed, so every device loses the bundle from its assignment.
+    expect(await assigned()).toEqual([])
+  })
+
+  it('refuses a rollout of an unknown bundle, a duplicate id, and commands that do not fit', async () => {
+    await expect(service.create({ ...spec, bundleId: 'cd'.repeat(32) }, op)).rejects.toMatchObject({
+      code: 'PSW_ERR_NOT_FOUND',
+    })
+    await expect(service.create({ ...spec, bundleId, rings: [] }, op)).rejects.toMatchObject({ code: 'PSW_ERR_SCHEMA' })
+    await service.create({ ...spec, bundleId }, op)
+    await expect(service.create({ ...spec, bundleId }, op)).rejects.toMatchObject({ code: 'PSW_ERR_CONFLICT' })
+    await expect(service.command('tool-1', { type: 'resume', by: 'alice' }, op)).rejects.toMatchObject({
+      code: 'PSW_ERR_CONFLICT',
+    })
+    const paused = await service.command('tool-1', { type: 'pause', by: 'alice' }, op)
+    expect(paused.status).toBe('paused')
+    expect(await assigned()).toEqual([])
+    await expect(service.get('nope')).rejects.toMatchObject({ code: 'PSW_ERR_NOT_FOUND' })
+  })
+})
