@@ -124,7 +124,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       .filter((b) => currentBundles === undefined || currentBundles.has(b.bundleId))
       .slice(-MAX_REPORTED_BUNDLES)
       // Live counters of an open swarm session (bytes served keep growing while seeding).
-      .map(({ manifestVersion: _m, updatedAt: _u, ...b }) => {
+      .map(({ manifestVersion: _m, updatedAt: _u, installFailedUnder: _f, ...b }) => {
         const live = swarm?.get(b.bundleId)?.counters
         return live ? { ...b, transfer: { ...live } } : b
       })
@@ -161,6 +161,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
 
   const handleBundle = async (entry: Assignment['bundles'][number]) => {
     const previous = await states.get(entry.bundleId)
+    // An install that failed under this very assignment waits for a re-issued one (a retry).
+    if (
+      previous?.state === 'failed' &&
+      previous.installFailedUnder !== undefined &&
+      previous.installFailedUnder === assignmentVersion
+    )
+      return
     const partPath = join(layout.downloads, `${entry.bundleId}.part`)
     // Installed and seeding (or nothing left to seed from): nothing to do.
     if (
@@ -281,7 +288,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         { bundleId: manifest.bundleId.slice(0, 12), ...error, ...(details ? { details } : {}) },
         'bundle failed',
       )
-      await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: total, error })
+      await states.put({
+        ...base,
+        state: 'failed',
+        chunksHave: 0,
+        chunksTotal: total,
+        error,
+        ...(installing && assignmentVersion !== undefined ? { installFailedUnder: assignmentVersion } : {}),
+      })
       // A downloaded file that fails its checks while installing is discarded. A download
       // that fails keeps its verified chunks for the next attempt (bad bytes are never written).
       if (installing && isPswError(err) && (err.code === 'PSW_ERR_BUNDLE_HASH' || err.code === 'PSW_ERR_CHUNK_HASH')) {

@@ -2,7 +2,16 @@ import type { BundleReportT } from '../shared/protocol/control-protocol.ts'
 import type { StateDb } from '../shared/store/state-db.ts'
 
 /** The agent's durable record of one assigned bundle (what it reports to the appliance). */
-export type BundleState = BundleReportT & { manifestVersion: number; updatedAt: string }
+export type BundleState = BundleReportT & {
+  manifestVersion: number
+  updatedAt: string
+  /**
+   * The assignment version under which an install (not a download) failed. The agent does
+   * not try that install again until the appliance re-issues the assignment: retries are
+   * the rollout's decision, not every poll's.
+   */
+  installFailedUnder?: number
+}
 
 const key = (bundleId: string) => `bundle:${bundleId}`
 
