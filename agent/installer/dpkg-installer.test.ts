@@ -77,7 +77,7 @@ describe.skipIf(!haveDpkg() && !process.env.CI)('dpkg installer (real dpkg, scra
       name: PKG,
       version: '4.0',
       files: { 'opt/psw-demo/version.txt': 'v4\n' },
-      postinst: postinst('sleep 60'),
+      postinst: postinst('sleep 60.4173'),
     })
     debs.other = await buildDeb(debDir.dir, { name: 'psw-other', version: '1.0', files: { 'opt/other': 'o\n' } })
     return () => debDir.cleanup()
@@ -197,7 +197,12 @@ describe.skipIf(!haveDpkg() && !process.env.CI)('dpkg installer (real dpkg, scra
     expect(Date.now() - started).toBeLessThan(20_000)
     expect(err).toMatchObject({ code: 'PSW_ERR_INSTALL_FAILED', details: { timedOut: true, rolledBack: true } })
     expect(query()).toBe('installed 1.0')
-    expect(spawnSync('pgrep', ['-f', 'sleep 60']).stdout?.toString() ?? '').toBe('')
+    // A duration no other test uses: pgrep sees the whole machine, and test files run in
+    // parallel. A killed process may take a moment to be reaped: wait for it, up to 5 s.
+    const alive = () => spawnSync('pgrep', ['-f', 'sleep 60.4173']).stdout?.toString() ?? ''
+    const deadline = Date.now() + 5000
+    while (alive() !== '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    expect(alive()).toBe('')
   })
 
   it('refuses to upgrade a version whose .deb it cannot keep, and uses apt’s cache when it has it', async () => {
