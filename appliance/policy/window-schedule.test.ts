@@ -60,7 +60,7 @@ describe('DST fixtures', () => {
   it('Europe/Berlin: 2026-03-29 02:30 does not exist, it opens at 03:00 CEST (the transition)', () => {
     expect(spans(sunday('Europe/Berlin', '02:30'), '2026-03-21T00:00Z', '2026-04-06T00:00Z')).toEqual([
       ['2026-03-22T01:30Z', '2026-03-22T02:30Z', '2026-03-22T02:30'],
-      ['2026-03-29T01:00Z', '2026-03-29T02:00Z', '2026-03-29T02:30'],
+      ['2026-03-29T01:00Z', '2026-03-29T01:30Z', '2026-03-29T02:30'], // closes 03:30 CEST as every week
       ['2026-04-05T00:30Z', '2026-04-05T01:30Z', '2026-04-05T02:30'],
     ])
   })
@@ -68,18 +68,25 @@ describe('DST fixtures', () => {
   it('Europe/Berlin: 2026-10-25 02:30 happens twice, it opens at the first (CEST)', () => {
     expect(spans(sunday('Europe/Berlin', '02:30'), '2026-10-17T00:00Z', '2026-11-02T00:00Z')).toEqual([
       ['2026-10-18T00:30Z', '2026-10-18T01:30Z', '2026-10-18T02:30'],
-      ['2026-10-25T00:30Z', '2026-10-25T01:30Z', '2026-10-25T02:30'],
+      ['2026-10-25T00:30Z', '2026-10-25T02:30Z', '2026-10-25T02:30'], // closes 03:30 CET: two hours
       ['2026-11-01T01:30Z', '2026-11-01T02:30Z', '2026-11-01T02:30'],
     ])
   })
 
-  it('Europe/Berlin 02:00–04:00 Sundays: elapsed duration, so on DST days it closes at 05:00 / 03:00 local', () => {
+  it('Europe/Berlin 02:00–04:00 Sundays: closes at 04:00 local on both DST days (faults row 24)', () => {
     const w = sunday('Europe/Berlin', '02:00', 120)
     expect(spans(w, '2026-03-28T00:00Z', '2026-03-30T00:00Z')).toEqual([
-      ['2026-03-29T01:00Z', '2026-03-29T03:00Z', '2026-03-29T02:00'], // 03:00–05:00 CEST
+      ['2026-03-29T01:00Z', '2026-03-29T02:00Z', '2026-03-29T02:00'], // 03:00–04:00 CEST: one hour
     ])
     expect(spans(w, '2026-10-24T00:00Z', '2026-10-26T00:00Z')).toEqual([
-      ['2026-10-25T00:00Z', '2026-10-25T02:00Z', '2026-10-25T02:00'], // 02:00 CEST–03:00 CET
+      ['2026-10-25T00:00Z', '2026-10-25T03:00Z', '2026-10-25T02:00'], // 02:00 CEST–04:00 CET: three hours
+    ])
+  })
+
+  it('a window wholly inside a skipped hour runs for its duration from the end of the gap', () => {
+    const w = sunday('Europe/Berlin', '02:15', 30)
+    expect(spans(w, '2026-03-28T00:00Z', '2026-03-30T00:00Z')).toEqual([
+      ['2026-03-29T01:00Z', '2026-03-29T01:30Z', '2026-03-29T02:15'], // 03:00–03:30 CEST
     ])
   })
 
@@ -90,10 +97,12 @@ describe('DST fixtures', () => {
       '2026-03-08T07:30Z',
       '2026-03-08T02:30',
     ])
+    // 01:30–02:00 on the fall-back night: opens at the first 01:30 (EDT), closes at 02:00 EST,
+    // so it also covers the repeated hour: 90 minutes.
     const w2 = rrule('America/New_York', 'FREQ=DAILY', '2026-01-01T01:30', 30)
     expect(spans(w2, '2026-11-01T04:00Z', '2026-11-02T04:00Z')[0]).toEqual([
       '2026-11-01T05:30Z',
-      '2026-11-01T06:00Z',
+      '2026-11-01T07:00Z',
       '2026-11-01T01:30',
     ])
   })

@@ -10,8 +10,11 @@ import { DAY_MS, dayOf, formatFloating, MINUTE_MS, parseFloating, type Zone, zon
  * out; the caller supplies "now" (from its injected clock).
  *
  * An occurrence starts at the intended local wall-clock time (a skipped time → the first
- * instant after the gap; a repeated time → the first of the two) and stays open for
- * `durationMinutes` of elapsed time, `[start, end)`. An occurrence never overlaps the next one
+ * instant after the gap; a repeated time → the first of the two) and closes at the intended
+ * local end, start + `durationMinutes` on the wall clock (same rules), `[start, end)`: on a
+ * DST night a window is an hour shorter or longer in elapsed time, but opens and closes when
+ * the clock on the wall says. A window wholly inside a skipped hour runs for its duration
+ * from the end of the gap. An occurrence never overlaps the next one
  * of the same window: it is cut at the next start (which keeps the open time unchanged), and two
  * local starts that land on the same instant are one occurrence. Several windows: the union.
  */
@@ -118,6 +121,13 @@ function* iterate(window: MaintenanceWindow, fromMs: number, limitMs: number): G
   const from = c.zone.floatingOf(fromMs) - c.durationMs - 2 * DAY_MS
   const limit = c.zone.floatingOf(limitMs) + c.durationMs + 2 * DAY_MS
   let prev: { start: number; floating: number } | undefined
+  // The intended local end (start + duration on the wall clock), as an instant: the window
+  // closes at the local time it says, also on DST nights (faults.md row 24). A window that
+  // lies wholly inside a skipped hour runs for its duration from the end of the gap instead.
+  const endOf = (p: { start: number; floating: number }): number => {
+    const end = c.zone.instantOf(p.floating + c.durationMs)
+    return end > p.start ? end : p.start + c.durationMs
+  }
   const emit = (p: { start: number; floating: number }, end: number): Occurrence | undefined =>
     end > fromMs && p.start < limitMs && end > p.start
       ? { start: p.start, end, local: formatFloating(p.floating) }
@@ -128,14 +138,14 @@ function* iterate(window: MaintenanceWindow, fromMs: number, limitMs: number): G
     if (start > c.untilUtc) break
     if (prev && start <= prev.start) continue // same instant as the previous start: one occurrence
     if (prev) {
-      const o = emit(prev, Math.min(prev.start + c.durationMs, start))
+      const o = emit(prev, Math.min(endOf(prev), start))
       if (o) yield o
     }
     if (start >= limitMs) return
     prev = { start, floating }
   }
   if (prev) {
-    const o = emit(prev, prev.start + c.durationMs)
+    const o = emit(prev, endOf(prev))
     if (o) yield o
   }
 }
