@@ -31,7 +31,8 @@ export interface Zone {
 // One formatter per time zone (construction is slow); holds nothing that changes a result.
 const formatters = new Map<string, Intl.DateTimeFormat>()
 
-function formatterFor(timeZone: string): Intl.DateTimeFormat {
+/** A cached en-US, 24-hour formatter for reading a zone's wall clock with formatToParts. */
+export function formatterFor(timeZone: string): Intl.DateTimeFormat {
   let f = formatters.get(timeZone)
   if (!f) {
     f = new Intl.DateTimeFormat('en-US', {

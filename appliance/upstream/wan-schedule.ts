@@ -1,6 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { ValidationError } from '../../shared/errors.ts'
 import { compileChecker } from '../../shared/metadata/schema-check.ts'
+import { formatterFor } from '../policy/window-zone.ts'
 
 /**
  * The WAN rate schedule: a default rate plus rules such as "Mon-Fri 07:00-19:00 → 125000 B/s",
@@ -142,28 +143,9 @@ interface LocalWall {
   offset: number
 }
 
-// Caches: compiled forms per schedule object (weak, so configs can be replaced) and one
-// formatter per time zone (constructing Intl.DateTimeFormat is slow). Neither holds state that
-// changes a result.
+// Compiled forms per schedule object (weak, so configs can be replaced); the per-zone
+// formatters are window-zone.ts's. Neither holds state that changes a result.
 const compiledCache = new WeakMap<WanSchedule, CompiledSchedule>()
-const formatterCache = new Map<string, Intl.DateTimeFormat>()
-
-function formatterFor(timeZone: string): Intl.DateTimeFormat {
-  let f = formatterCache.get(timeZone)
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-    })
-    formatterCache.set(timeZone, f)
-  }
-  return f
-}
 
 function compiled(schedule: WanSchedule): CompiledSchedule {
   let c = compiledCache.get(schedule)
