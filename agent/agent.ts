@@ -26,6 +26,7 @@ import { readVerified } from './verified-reader.ts'
 export const AGENT_SCHEMA_VERSION = 1
 export const AGENT_VERSION = '0.1.0'
 const MAX_REPORTED_BUNDLES = 256
+const REPORTED_ERROR_CHARS = 400
 
 export interface AgentOptions {
   dataDir: string
@@ -126,7 +127,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       // Live counters of an open swarm session (bytes served keep growing while seeding).
       .map(({ manifestVersion: _m, updatedAt: _u, installFailedUnder: _f, ...b }) => {
         const live = swarm?.get(b.bundleId)?.counters
-        return live ? { ...b, transfer: { ...live } } : b
+        // Error messages are cut to REPORTED_ERROR_CHARS so 256 failed bundles still fit the
+        // control protocol's 256 KiB frame (the full message is in the agent's log).
+        const error = b.error && { code: b.error.code, message: b.error.message.slice(0, REPORTED_ERROR_CHARS) }
+        return { ...b, ...(error ? { error } : {}), ...(live ? { transfer: { ...live } } : {}) }
       })
     const body: AgentReportT = {
       agentVersion: AGENT_VERSION,
