@@ -87,6 +87,30 @@ describe('appliance HTTP API', () => {
       .map((l) => JSON.parse(l) as { type: string; [k: string]: unknown })
 
   describe('public routes', () => {
+    it('GET /api/v1/openapi.json: an OpenAPI 3 document with the schemas of the routes', async () => {
+      const res = await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })
+      expect(res.statusCode).toBe(200)
+      const doc = res.json() as {
+        openapi: string
+        info: { title: string }
+        paths: Record<string, Record<string, { requestBody?: unknown; parameters?: unknown[] }>>
+      }
+      expect(doc.openapi).toMatch(/^3\./)
+      expect(doc.info.title).toContain('patchswarm')
+      for (const path of [
+        '/api/v1/health',
+        '/api/v1/enroll',
+        '/api/v1/admin/assign',
+        '/api/v1/audit',
+        '/api/v1/groups',
+      ])
+        expect(Object.keys(doc.paths)).toContain(path)
+      // Request schemas come from the routes' TypeBox schemas.
+      expect(doc.paths['/api/v1/admin/assign']!.post!.requestBody).toBeDefined()
+      expect(doc.paths['/api/v1/audit']!.get!.parameters?.length).toBeGreaterThan(0)
+      expect(Object.keys(doc.paths)).not.toContain('/api/v1/openapi.json')
+    })
+
     it('GET /api/v1/health: 200 with the peerId and multiaddrs', async () => {
       const res = await app.inject({ method: 'GET', url: '/api/v1/health' })
       expect(res.statusCode).toBe(200)

@@ -1,4 +1,5 @@
 import { PassThrough } from 'node:stream'
+import swagger from '@fastify/swagger'
 import { Type } from '@sinclair/typebox'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
@@ -81,6 +82,20 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
   })
   installErrorHandler(app, log)
+  // The OpenAPI document, generated from every route's TypeBox schemas (GET /api/v1/openapi.json).
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'patchswarm appliance API',
+        version: APP_VERSION,
+        description:
+          'Operator and agent API of a patchswarm appliance. Reads are open on loopback; from elsewhere, and for every write, send the admin token as a bearer credential. Errors are { code, message } with the codes of docs/errors.md.',
+      },
+      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
+      security: [{ adminToken: [] }],
+    },
+  })
 
   // An onRequest hook: checked before the body is read or validated, so anonymous callers
   // neither get schema hints nor make the server parse up to bodyLimit bytes.
@@ -90,6 +105,8 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     if (!token || !sameSecret(token, deps.adminToken))
       throw new AuthError('PSW_ERR_UNAUTHORIZED', 'admin token required')
   }
+
+  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   // Public: agents use it to find the appliance's current libp2p addresses. Cheap on
   // purpose (no database scan): anyone on the LAN may call it.
