@@ -83,6 +83,7 @@ export async function openAdminClient(dataDir: string, deps: { clock: Clock; log
           target: { type: 'bundle', id: r.record.bundleId },
           after: r.record,
         })
+        await core.approvals.evaluate(r.record.bundleId)
         return { record: r.record, newChunks: r.newChunks }
       },
       assign: async (b, d) => {

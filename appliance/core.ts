@@ -16,6 +16,7 @@ import { Enrollment, type EnrollResponse } from './enrollment.ts'
 import { type ApplianceIdentity, createApplianceIdentity, identityExists, loadApplianceIdentity } from './identity.ts'
 import { type IngestDeps, type IngestProgress, type IngestRequest, type IngestResult, ingest } from './ingest.ts'
 import { type IngestArtifactInput, type IngestArtifactOptions, ingestArtifact } from './ingest-artifact.ts'
+import { ApprovalStore } from './policy/approval-store.ts'
 import { GroupStore } from './policy/groups.ts'
 
 /** Version of the appliance's LevelDB layout; bump with a migration when keys change. */
@@ -72,6 +73,8 @@ export interface ApplianceCore {
   audit: AuditLog
   /** Device groups by tags, tiers, OS, hostname or PeerIds. */
   groups: GroupStore
+  /** Approvals, declines and auto-approval rules. */
+  approvals: ApprovalStore
   ingest(request: IngestRequest, options?: { onProgress?: IngestProgress; signal?: AbortSignal }): Promise<IngestResult>
   /** Ingests a downloaded, verified feed artifact raw (content format `raw`); see ingest-artifact.ts. */
   ingestArtifact(input: IngestArtifactInput, options?: IngestArtifactOptions): Promise<IngestResult>
@@ -151,6 +154,7 @@ export async function openApplianceCore(
     assignments,
     audit,
     groups: new GroupStore({ db, clock }),
+    approvals: new ApprovalStore({ db, catalog, audit, clock }),
     async ingest(request, opts) {
       const result = await ingest(ingestDeps, request, opts)
       // Same content ingested again gets a new manifest version: assignments follow it.

@@ -12,6 +12,7 @@ import type { RolloutService } from '../rollout/rollout-service.ts'
 import { registerAuditRoutes } from './audit-routes.ts'
 import { registerDeviceRoutes } from './device-routes.ts'
 import { installErrorHandler } from './error-handler.ts'
+import { registerPolicyRoutes } from './policy-routes.ts'
 import { registerRolloutRoutes } from './rollout-routes.ts'
 import { renderStatusPage, type StatusView } from './status-page.ts'
 import { registerUpstreamRoutes, type UpstreamApi } from './upstream-routes.ts'
@@ -147,6 +148,11 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   registerAuditRoutes(app, { audit: core.audit }, { requireAdmin, localOrAdmin })
   registerDeviceRoutes(app, { devices: core.devices, groups: core.groups }, { requireAdmin, localOrAdmin })
   if (deps.rollouts) registerRolloutRoutes(app, deps.rollouts, { requireAdmin, localOrAdmin })
+  registerPolicyRoutes(
+    app,
+    { catalog: core.catalog, approvals: core.approvals, groups: core.groups },
+    { requireAdmin, localOrAdmin },
+  )
 
   const metrics = deps.metrics
   if (metrics) {
@@ -226,6 +232,7 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
             after: result.record,
             requestId: request.id,
           })
+          await core.approvals.evaluate(result.record.bundleId)
           return result
         })
         .then(

@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox'
+import { Timestamp } from '../../shared/metadata/common-schema.ts'
 import { Classification, Severity } from '../../shared/metadata/manifest-schema.ts'
 import { compileChecker } from '../../shared/metadata/schema-check.ts'
 import { globMatch } from './groups.ts'
@@ -35,7 +36,7 @@ export const ApprovalSchema = Type.Object(
     group: Type.Union([Id, Type.Literal('*')]),
     decision: Type.Union([Type.Literal('approve'), Type.Literal('decline'), Type.Literal('skip')]),
     /** Install by then at the latest (ISO); windows still apply unless the patch is an emergency. */
-    deadline: Type.Optional(Type.String({ format: 'date-time', maxLength: 40 })),
+    deadline: Type.Optional(Timestamp),
     by: Type.String({ minLength: 1, maxLength: 128 }),
     at: Type.String({ maxLength: 40 }),
     /** Set for decisions an auto-approval rule made. */

@@ -113,6 +113,8 @@ export function createUpstream(core: ApplianceCore, deps: { clock: Clock; log: L
     autoDownload: config.autoDownload,
     syncIntervalMs: config.syncIntervalMinutes * 60_000,
     onEvent: async ({ type, entry, by }) => {
+      // A patch new to the catalog: the auto-approval rules look at it first.
+      if (type === 'ready' && entry.bundleId) await core.approvals.evaluate(entry.bundleId)
       const operator = by !== undefined && by !== 'auto-download'
       await core.audit.append({
         actor: operator ? { type: 'operator', id: by } : { type: 'system', id: 'upstream' },
