@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
 import { InstallError, isPswError, PswError } from '../shared/errors.ts'
 import { readBodyLimited } from '../shared/http/read-limited.ts'
-import type { Assignment } from '../shared/metadata/assignment-schema.ts'
+import type { Assignment, AssignmentWindows } from '../shared/metadata/assignment-schema.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
 import { privateKeyFromBytes } from '../shared/p2p/p2p-node.ts'
 import { type AgentReportT, checkAnnounceResponse } from '../shared/protocol/control-protocol.ts'
@@ -15,6 +15,7 @@ import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
 import { BundleStates } from './bundle-state.ts'
 import { type AgentConfig, agentLayout, readAgentConfig, writeAgentConfig } from './data-dir.ts'
+import { installDecision } from './install-gate.ts'
 import { checkSupported, createAgentInstallRouter, filesInstall } from './install-support.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
 import { createAgentInventory } from './inventory/inventory.ts'
@@ -163,7 +164,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return root === wanted ? 'here' : 'elsewhere'
   }
 
-  const handleBundle = async (entry: Assignment['bundles'][number]) => {
+  /** Per bundle, the next opening last logged as "waiting for the maintenance window". */
+  const waitingLogged = new Map<string, number | undefined>()
+
+  const handleBundle = async (entry: Assignment['bundles'][number], policy: AssignmentWindows) => {
     const previous = await states.get(entry.bundleId)
     // An install that failed under this very assignment waits for a re-issued one (a retry).
     if (
@@ -235,33 +239,68 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
     let installing = false
     try {
-      await states.put({ ...base, state: 'downloading', chunksHave: 0, chunksTotal: total })
-      // Downloads from peers and the appliance at once, and seeds what it has meanwhile.
-      const session = await swarm!.session(manifest, partPath, base.transfer)
-      let lastLogged = -1
-      const result = await session.download(stopping.signal, (have) => {
-        const tenth = Math.floor((10 * have) / total)
-        if (tenth !== lastLogged) {
-          lastLogged = tenth
-          log.info({ bundleId: manifest.bundleId.slice(0, 12), have, total }, 'downloading')
-        }
-      })
-      base.transfer = { ...session.counters }
-      const state = await states.put({
-        ...base,
-        state: 'downloaded',
-        chunksHave: total,
-        chunksTotal: total,
-        downloadSeconds: result.seconds,
-      })
-      log.info(
-        { bundleId: manifest.bundleId.slice(0, 12), ...result, ...base.transfer, requests: session.outcomes },
-        'download complete and verified',
-      )
-      await report()
-      // Download and seed only (benchmarks; installing inside maintenance windows comes with
-      // the rollout issue).
+      // Downloaded and seeding already (waiting for a maintenance window): straight to the gate.
+      const waiting =
+        previous?.state === 'downloaded' &&
+        previous.manifestVersion === entry.manifestVersion &&
+        swarm!.get(entry.bundleId)?.complete === true
+      let state = previous!
+      if (!waiting) {
+        await states.put({ ...base, state: 'downloading', chunksHave: 0, chunksTotal: total })
+        // Downloads from peers and the appliance at once, and seeds what it has meanwhile.
+        const session = await swarm!.session(manifest, partPath, base.transfer)
+        let lastLogged = -1
+        const result = await session.download(stopping.signal, (have) => {
+          const tenth = Math.floor((10 * have) / total)
+          if (tenth !== lastLogged) {
+            lastLogged = tenth
+            log.info({ bundleId: manifest.bundleId.slice(0, 12), have, total }, 'downloading')
+          }
+        })
+        base.transfer = { ...session.counters }
+        state = await states.put({
+          ...base,
+          state: 'downloaded',
+          chunksHave: total,
+          chunksTotal: total,
+          downloadSeconds: result.seconds,
+        })
+        log.info(
+          { bundleId: manifest.bundleId.slice(0, 12), ...result, ...base.transfer, requests: session.outcomes },
+          'download complete and verified',
+        )
+        await report()
+      }
+      // Download and seed only (benchmarks).
       if (options.downloadOnly) return
+      // Download any time, install only while a maintenance window is open (signed into the
+      // assignment; emergency bundles ignore it). Meanwhile the bundle stays 'downloaded' and
+      // is seeded to the site's other agents.
+      const gate = installDecision({
+        windows: policy.windows,
+        spreadSeconds: policy.spreadSeconds,
+        emergency: entry.emergency === true,
+        maxRunSeconds: manifest.install.maxRunSeconds,
+        peerId: config.peerId,
+        now: clock.now(),
+      })
+      if (!gate.install) {
+        if (!waitingLogged.has(entry.bundleId) || waitingLogged.get(entry.bundleId) !== gate.nextAt) {
+          waitingLogged.set(entry.bundleId, gate.nextAt)
+          log.info(
+            {
+              bundleId: manifest.bundleId.slice(0, 12),
+              reason: gate.reason,
+              ...(gate.nextAt === undefined ? {} : { nextInstallAt: new Date(gate.nextAt).toISOString() }),
+            },
+            'waiting for the maintenance window',
+          )
+        }
+        return
+      }
+      waitingLogged.delete(entry.bundleId)
+      if (gate.reason !== 'no-windows')
+        log.info({ bundleId: manifest.bundleId.slice(0, 12), reason: gate.reason }, 'installing inside the window')
       await states.put({ ...state, state: 'installing' })
       installing = true
       const targetRoot = manifest.install.type === 'files' ? targetFor(manifest) : undefined
@@ -399,7 +438,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     await dropUnassigned()
     for (const entry of assignment?.bundles ?? []) {
       if (stopping.signal.aborted) break
-      await handleBundle(entry)
+      await handleBundle(entry, { windows: assignment!.windows, spreadSeconds: assignment!.spreadSeconds })
     }
     await report()
     await inventory.sync(

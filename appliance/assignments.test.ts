@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ASSIGNMENT_TYPE, validateAssignment } from '../shared/metadata/assignment-schema.ts'
 import { verifyEnvelope } from '../shared/metadata/envelope.ts'
+import type { MaintenanceWindow } from '../shared/policy/window-schema.ts'
 import type { BundleRecord } from './catalog.ts'
 import {
   DAY,
@@ -172,5 +173,73 @@ describe('Assignments', () => {
       code = (err as { code?: string }).code
     }
     expect(code).toBe('PSW_ERR_METADATA_EXPIRED')
+  })
+
+  describe('setWindows', () => {
+    const sunNight: MaintenanceWindow = {
+      id: 'sun-night',
+      name: 'Sunday night',
+      timeZone: 'Europe/Berlin',
+      recurrence: { rrule: 'FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0', dtstart: '2026-01-04T02:00' },
+      durationMinutes: 120,
+      allowReboot: true,
+    }
+
+    it('re-issues the devices named (bundles unchanged, higher version) with the windows signed in', async () => {
+      const first = await t.core.assignments.assign('hello@1.0.0', ['host-a'])
+      const versions = await t.core.assignments.setWindows([a.peerId, b.peerId, a.peerId], [sunNight], 900)
+      expect([...versions.keys()].sort()).toEqual([a.peerId, b.peerId].sort())
+      expect(versions.get(a.peerId)).toBeGreaterThan(first.devices[0]!.version)
+
+      const stored = await verifyStored(a.peerId)
+      expect(stored.version).toBe(versions.get(a.peerId))
+      expect(stored.windows).toEqual([sunNight])
+      expect(stored.spreadSeconds).toBe(900)
+      expect(stored.bundles).toEqual([
+        { bundleId: hello.bundleId, manifestVersion: hello.manifestVersion, action: 'install' },
+      ])
+      // host-b had no assignment: it gets an empty one that carries the windows.
+      expect(await verifyStored(b.peerId)).toMatchObject({ bundles: [], windows: [sunNight], spreadSeconds: 900 })
+    })
+
+    it('windows survive later assigns, apply and refresh; an empty list clears them', async () => {
+      await t.core.assignments.setWindows([a.peerId], [sunNight])
+      expect((await verifyStored(a.peerId)).spreadSeconds).toBeUndefined()
+      await t.core.assignments.assign('hello@1.0.0', ['host-a'], { emergency: true })
+      let stored = await verifyStored(a.peerId)
+      expect(stored.windows).toEqual([sunNight])
+      expect(stored.bundles[0]!.emergency).toBe(true)
+      await t.core.assignments.apply(hello.bundleId, { reissue: [a.peerId] })
+      expect((await verifyStored(a.peerId)).windows).toEqual([sunNight])
+      t.clock.advance(25 * DAY)
+      expect(await t.core.assignments.refresh()).toBe(1)
+      expect((await verifyStored(a.peerId)).windows).toEqual([sunNight])
+
+      await t.core.assignments.setWindows([a.peerId], [], 600)
+      stored = await verifyStored(a.peerId)
+      expect('windows' in stored).toBe(false)
+      expect('spreadSeconds' in stored).toBe(false)
+      expect(stored.bundles.map((x) => x.bundleId)).toEqual([hello.bundleId])
+    })
+
+    it('refuses bad windows or spread and writes nothing; skips devices not enrolled', async () => {
+      const bad = [
+        t.core.assignments.setWindows([a.peerId], [{ ...sunNight, timeZone: 'Mars/Olympus' }]),
+        t.core.assignments.setWindows([a.peerId], [sunNight, sunNight]),
+        t.core.assignments.setWindows([a.peerId], [sunNight], 86_401),
+        t.core.assignments.setWindows([a.peerId], [sunNight], 1.5),
+        t.core.assignments.setWindows(
+          [a.peerId],
+          Array.from({ length: 33 }, (_, i) => ({ ...sunNight, id: `w${i}` })),
+        ),
+      ]
+      for (const p of bad) expect(await rejectionCode(p)).toMatch(/^PSW_ERR_(INVALID_ARGUMENT|TOO_LARGE)$/)
+      expect(await t.core.assignments.get(a.peerId)).toBeUndefined()
+      const none = await t.core.assignments.setWindows(
+        ['12D3KooWQNUHuPsz4HpZ43qh54SUQsc9EcuuSBTno6Tq31NEDEiN'],
+        [sunNight],
+      )
+      expect(none.size).toBe(0)
+    })
   })
 })

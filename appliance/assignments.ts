@@ -5,10 +5,17 @@ import {
   ASSIGNMENT_SPEC_VERSION,
   ASSIGNMENT_TYPE,
   type Assignment,
+  type AssignmentWindows,
   MAX_ASSIGNED_BUNDLES,
+  MAX_SPREAD_SECONDS,
   validateAssignment,
 } from '../shared/metadata/assignment-schema.ts'
 import { type SignedEnvelope, type Signer, signEnvelope } from '../shared/metadata/envelope.ts'
+import {
+  MAX_WINDOWS_PER_GROUP,
+  type MaintenanceWindow,
+  parseMaintenanceWindow,
+} from '../shared/policy/window-schema.ts'
 import { Mutex } from '../shared/store/mutex.ts'
 import type { StateBatchOp, StateDb } from '../shared/store/state-db.ts'
 import type { Catalog } from './catalog.ts'
@@ -30,6 +37,12 @@ export interface AssignResult {
 }
 
 const assignmentKey = (peerId: string) => `assignment:${peerId}`
+
+/** The windows part of an assignment, carried over unchanged when its bundles change. */
+function windowsOf(a: Assignment | undefined): AssignmentWindows {
+  if (a?.windows === undefined) return {}
+  return { windows: a.windows, ...(a.spreadSeconds === undefined ? {} : { spreadSeconds: a.spreadSeconds }) }
+}
 
 /**
  * Signed per-device assignments (the rollout engine of a later issue replaces the manual
@@ -57,7 +70,11 @@ export class Assignments {
   }
 
   /** Assigns a bundle (id, id prefix or name@version) to devices (PeerIds or hostnames, or 'all'). */
-  async assign(bundleRef: string, deviceRefs: string[] | 'all'): Promise<AssignResult> {
+  async assign(
+    bundleRef: string,
+    deviceRefs: string[] | 'all',
+    options: { emergency?: boolean } = {},
+  ): Promise<AssignResult> {
     return this.#mutex.runExclusive(async () => {
       const { catalog, devices, db, clock, log } = this.#deps
       const bundle = await catalog.resolve(bundleRef)
@@ -79,16 +96,21 @@ export class Assignments {
       const ops: StateBatchOp[] = []
       const result: AssignResult = { bundleId: bundle.bundleId, devices: [] }
       for (const device of targets) {
-        const previous = (await this.get(device.peerId))?.signed.bundles ?? []
-        const bundles = previous.filter((b) => b.bundleId !== bundle.bundleId)
-        bundles.push({ bundleId: bundle.bundleId, manifestVersion: bundle.manifestVersion, action: 'install' })
+        const current = (await this.get(device.peerId))?.signed
+        const bundles = (current?.bundles ?? []).filter((b) => b.bundleId !== bundle.bundleId)
+        bundles.push({
+          bundleId: bundle.bundleId,
+          manifestVersion: bundle.manifestVersion,
+          action: 'install',
+          ...(options.emergency ? { emergency: true as const } : {}),
+        })
         if (bundles.length > MAX_ASSIGNED_BUNDLES) {
           throw new ValidationError(
             'PSW_ERR_TOO_LARGE',
             `${device.hostname} would have more than ${MAX_ASSIGNED_BUNDLES} bundles`,
           )
         }
-        const { op, version } = await this.#issue(device.peerId, bundles, now)
+        const { op, version } = await this.#issue(device.peerId, bundles, now, windowsOf(current))
         ops.push(op)
         result.devices.push({ peerId: device.peerId, hostname: device.hostname, version })
       }
@@ -118,15 +140,15 @@ export class Assignments {
       const versions = new Map<string, number>()
       const edit = async (peerId: string, fn: (b: Assignment['bundles']) => Assignment['bundles'] | undefined) => {
         if (!devices.isMember(peerId)) return
-        const current = (await this.get(peerId))?.signed.bundles ?? []
-        const next = fn(current)
+        const assignment = (await this.get(peerId))?.signed
+        const next = fn(assignment?.bundles ?? [])
         if (!next) return
         if (next.length > MAX_ASSIGNED_BUNDLES)
           throw new ValidationError(
             'PSW_ERR_TOO_LARGE',
             `device ${peerId} would have more than ${MAX_ASSIGNED_BUNDLES} bundles`,
           )
-        const { op, version } = await this.#issue(peerId, next, now)
+        const { op, version } = await this.#issue(peerId, next, now, windowsOf(assignment))
         ops.push(op)
         versions.set(peerId, version)
       }
@@ -167,7 +189,7 @@ export class Assignments {
           bundles.length !== a.bundles.length ||
           bundles.some((b, i) => b.manifestVersion !== a.bundles[i]!.manifestVersion)
         if (!changed && !isPastRefreshPoint(a, now)) continue
-        ops.push((await this.#issue(a.device, bundles, now)).op)
+        ops.push((await this.#issue(a.device, bundles, now, windowsOf(a))).op)
       }
       if (ops.length > 0) {
         await db.batch(ops)
@@ -177,10 +199,58 @@ export class Assignments {
     })
   }
 
+  /**
+   * Sets the maintenance windows (their union) inside which these devices' agents may start
+   * installs, and the install spread after each opening; an empty list clears them (install
+   * any time). Re-issues each enrolled device's assignment with its bundles unchanged (or an
+   * empty one if it had none), all in one durable batch; devices not enrolled are skipped.
+   * Returns the new assignment version per device. Group policy drives this.
+   */
+  async setWindows(
+    peerIds: readonly string[],
+    windows: readonly MaintenanceWindow[],
+    spreadSeconds = 0,
+  ): Promise<Map<string, number>> {
+    if (windows.length > MAX_WINDOWS_PER_GROUP)
+      throw new ValidationError('PSW_ERR_TOO_LARGE', `more than ${MAX_WINDOWS_PER_GROUP} maintenance windows`)
+    if (!Number.isInteger(spreadSeconds) || spreadSeconds < 0 || spreadSeconds > MAX_SPREAD_SECONDS)
+      throw new ValidationError(
+        'PSW_ERR_INVALID_ARGUMENT',
+        `spreadSeconds must be an integer in 0..${MAX_SPREAD_SECONDS}`,
+        { details: { field: 'spreadSeconds' } },
+      )
+    const parsed = windows.map((w, i) => parseMaintenanceWindow(w, `maintenance window ${i}`))
+    if (new Set(parsed.map((w) => w.id)).size !== parsed.length)
+      throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', 'two maintenance windows share an id', {
+        details: { field: 'id' },
+      })
+    const policy: AssignmentWindows =
+      parsed.length === 0 ? {} : { windows: parsed, ...(spreadSeconds > 0 ? { spreadSeconds } : {}) }
+    return this.#mutex.runExclusive(async () => {
+      const { devices, db, clock, log } = this.#deps
+      const now = clock.now()
+      const ops: StateBatchOp[] = []
+      const versions = new Map<string, number>()
+      for (const peerId of new Set(peerIds)) {
+        if (!devices.isMember(peerId)) continue
+        const bundles = (await this.get(peerId))?.signed.bundles ?? []
+        const { op, version } = await this.#issue(peerId, bundles, now, policy)
+        ops.push(op)
+        versions.set(peerId, version)
+      }
+      if (ops.length > 0) {
+        await db.batch(ops)
+        log.info({ devices: ops.length, windows: parsed.length, spreadSeconds }, 'maintenance windows set')
+      }
+      return versions
+    })
+  }
+
   async #issue(
     peerId: string,
     bundles: Assignment['bundles'],
     now: number,
+    policy: AssignmentWindows,
   ): Promise<{ op: StateBatchOp; version: number }> {
     const version = await this.#deps.db.nextCounter('metadata-version')
     const assignment = validateAssignment({
@@ -191,6 +261,7 @@ export class Assignments {
       created: new Date(now).toISOString(),
       expires: new Date(now + this.#deps.ttlDays * 86_400_000).toISOString(),
       bundles,
+      ...policy,
     } satisfies Assignment)
     return {
       op: { type: 'put', key: assignmentKey(peerId), value: signEnvelope(assignment, this.#deps.signer) },

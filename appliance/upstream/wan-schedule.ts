@@ -1,7 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { ValidationError } from '../../shared/errors.ts'
 import { compileChecker } from '../../shared/metadata/schema-check.ts'
-import { formatterFor } from '../policy/window-zone.ts'
+import { formatterFor } from '../../shared/policy/window-zone.ts'
 
 /**
  * The WAN rate schedule: a default rate plus rules such as "Mon-Fri 07:00-19:00 → 125000 B/s",

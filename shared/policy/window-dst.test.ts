@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { seededRandom } from '../../shared/swarm/chunk-picker.ts'
+import { seededRandom } from '../swarm/chunk-picker.ts'
 import {
   canStartInstall,
   nextInstallStart,

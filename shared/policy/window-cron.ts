@@ -1,4 +1,4 @@
-import { ValidationError } from '../../shared/errors.ts'
+import { ValidationError } from '../errors.ts'
 import { DAY_MS, dayOf, MINUTE_MS } from './window-zone.ts'
 
 /**

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { ValidationError } from '../../shared/errors.ts'
+import { ValidationError } from '../errors.ts'
 import { cronStarts, parseCron } from './window-cron.ts'
 import { parseRRule, rruleStarts } from './window-rrule.ts'
 import { isRRuleRecurrence, type MaintenanceWindow, parseMaintenanceWindow } from './window-schema.ts'
@@ -257,6 +257,25 @@ export function rebootAllowed(windows: MaintenanceWindow[], ms: number, rebootSe
     ms,
     runMs,
   )
+}
+
+/**
+ * The maximal open span of the union of `windows` that contains `ms` (`start <= ms < end`),
+ * or undefined when none is open. `start` is the same for every `ms` inside the span (earlier
+ * occurrences that chain into it are followed back), so it is a stable base for spreadStart.
+ */
+export function openSpanAt(windows: MaintenanceWindow[], ms: number): { start: number; end: number } | undefined {
+  assertInstant('ms', ms)
+  const first = union(windows, ms, ms + 1).next()
+  if (first.done || first.value.start > ms || first.value.end <= ms) return undefined
+  const span = { ...first.value }
+  // Occurrences that ended before `ms` but overlapped (or touched) the span's start.
+  for (let i = 0; i < MAX_OCCURRENCES && span.start > 0; i++) {
+    const before = union(windows, span.start - 1, span.start).next()
+    if (before.done || before.value.start >= span.start) break
+    span.start = before.value.start
+  }
+  return span
 }
 
 /**

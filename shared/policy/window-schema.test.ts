@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { hasCode, type PswError } from '../../shared/errors.ts'
+import { hasCode, type PswError } from '../errors.ts'
 import { parseCron } from './window-cron.ts'
 import { parseRRule } from './window-rrule.ts'
 import { MAX_WINDOW_DURATION_MINUTES, parseMaintenanceWindow } from './window-schema.ts'

@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox'
-import { ValidationError } from '../../shared/errors.ts'
-import { compileChecker } from '../../shared/metadata/schema-check.ts'
+import { ValidationError } from '../errors.ts'
+import { compileChecker } from '../metadata/schema-check.ts'
 import { parseCron } from './window-cron.ts'
 import { parseRRule } from './window-rrule.ts'
 import { isKnownTimeZone, parseFloating } from './window-zone.ts'
