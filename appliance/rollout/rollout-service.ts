@@ -213,7 +213,11 @@ export class RolloutService {
       }
       ops.push(...this.#d.audit.appendOps(entry).ops)
     }
-    if (ops.length === 0 && t.state === stored.state) return t.state
+    if (ops.length === 0) {
+      // Nothing moved: no write; the assignments are still checked (repairs a failed update).
+      await this.#reconcile(stored)
+      return stored.state
+    }
     const next: StoredRollout = { state: t.state, issued: stored.issued }
     ops.push({ type: 'put', key: KEY + id, value: next })
     await this.#d.db.batch(ops)
