@@ -18,6 +18,7 @@ import { applianceUploadedFromSwarm, deliveredFromDevices } from './metrics/deli
 import { createMetrics } from './metrics/prometheus.ts'
 import { type ApplianceNetwork, startApplianceNetwork } from './network.ts'
 import { type Group, matches } from './policy/groups.ts'
+import { syncDeviceWindows } from './policy/window-policy.ts'
 import { RolloutService } from './rollout/rollout-service.ts'
 import { ApplianceSwarm, type BundleSwarmStats } from './swarm.ts'
 import { createUpstream, type Upstream } from './upstream/upstream-factory.ts'
@@ -87,6 +88,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
   const startedAt = clock.now()
 
   const upstream = createUpstream(core, { clock, log })
+  let windowTimer: NodeJS.Timeout | undefined
   const rollouts = new RolloutService({
     db: core.db,
     catalog: core.catalog,
@@ -134,6 +136,18 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
         await swarm.start()
         await upstream.start()
         rollouts.start()
+        // Group windows into devices' signed assignments: now, and every 30 s (group, tag and
+        // enrollment changes are picked up on the next pass).
+        const windowSync = () =>
+          syncDeviceWindows({
+            groups: () => core.groups.list(),
+            devices: () => core.devices.list(),
+            assignments: core.assignments,
+            log: log.child({ component: 'appliance:windows' }),
+          }).catch((err) => log.error({ err }, 'maintenance window sync failed'))
+        await windowSync()
+        windowTimer = setInterval(() => void windowSync(), 30_000)
+        windowTimer.unref()
         network = await startApplianceNetwork({
           privateKey: core.identity.libp2pKey,
           listen: options.overrides?.p2pListen ?? config.p2p.listen,
@@ -222,6 +236,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
       http = undefined
       await network?.stop()
       network = undefined
+      clearInterval(windowTimer)
       await rollouts.stop()
       await upstream.stop()
       await swarm.stop()

@@ -7,8 +7,10 @@
 import { type Static, Type } from '@sinclair/typebox'
 import type { Clock } from '../../shared/clock.ts'
 import { StateError, ValidationError } from '../../shared/errors.ts'
+import { MAX_SPREAD_SECONDS } from '../../shared/metadata/assignment-schema.ts'
 import { PeerIdString } from '../../shared/metadata/common-schema.ts'
 import { compileChecker } from '../../shared/metadata/schema-check.ts'
+import { MAX_WINDOWS_PER_GROUP, MaintenanceWindowSchema } from '../../shared/policy/window-schema.ts'
 import { Mutex } from '../../shared/store/mutex.ts'
 import type { StateDb } from '../../shared/store/state-db.ts'
 import { DEFAULT_TIER, type DeviceTier, TagSchema, TierSchema } from '../devices.ts'
@@ -53,6 +55,10 @@ export const GroupUpdateSchema = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 100 }),
     description: Type.Optional(Type.String({ maxLength: 500 })),
     match: GroupMatchSchema,
+    /** Maintenance windows of the group's devices (a device in several groups: all of them). */
+    windows: Type.Optional(Type.Array(MaintenanceWindowSchema, { minItems: 1, maxItems: MAX_WINDOWS_PER_GROUP })),
+    /** Install start spread after a window opens, per device (seconds). */
+    spreadSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_SPREAD_SECONDS })),
   },
   { additionalProperties: false },
 )
@@ -65,6 +71,10 @@ export const GroupCreateSchema = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 100 }),
     description: Type.Optional(Type.String({ maxLength: 500 })),
     match: GroupMatchSchema,
+    /** Maintenance windows of the group's devices (a device in several groups: all of them). */
+    windows: Type.Optional(Type.Array(MaintenanceWindowSchema, { minItems: 1, maxItems: MAX_WINDOWS_PER_GROUP })),
+    /** Install start spread after a window opens, per device (seconds). */
+    spreadSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_SPREAD_SECONDS })),
   },
   { additionalProperties: false },
 )
