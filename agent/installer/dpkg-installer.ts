@@ -37,6 +37,7 @@ import {
   type OpJournalBase,
   type RecoverResult,
   readOpJournal,
+  recoverJournals,
   rollbackFailed,
   stageVerified,
   writeOpJournal,
@@ -354,32 +355,17 @@ export function createDpkgInstaller(options: DpkgInstallerOptions): Installer {
     }
   }
 
-  async function recover(): Promise<RecoverResult> {
-    const result: RecoverResult = { rolledBack: [], failed: [] }
-    const journalDir = join(base, 'journal')
-    const keep = new Set<string>()
-    for (const name of await readdir(journalDir).catch(() => [] as string[])) {
-      if (!name.endsWith('.json')) {
-        await rm(join(journalDir, name), { force: true }) // an interrupted journal write
-        continue
-      }
-      const bundleId = name.slice(0, -'.json'.length)
-      try {
-        const j = await readJ(paths(bundleId).journal)
-        if (j?.state === 'applying' || j?.state === 'rolling-back') {
-          log.warn({ bundleId, package: j.package, state: j.state }, 'rolling back an interrupted dpkg install')
-          await settle(j)
-          result.rolledBack.push(bundleId)
-        } else if (j?.state === 'installed') keep.add(bundleId)
-      } catch (error) {
-        keep.add(bundleId)
-        result.failed.push({ bundleId, error })
-      }
-    }
-    for (const name of await readdir(join(base, 'staging')).catch(() => [] as string[])) {
-      if (!keep.has(name)) await rm(join(base, 'staging', name), { recursive: true, force: true })
-    }
-    return result
+  function recover(): Promise<RecoverResult> {
+    return recoverJournals(
+      base,
+      (id) => readJ(paths(id).journal),
+      settle,
+      (j) =>
+        log.warn(
+          { bundleId: j.bundleId, package: j.package, state: j.state },
+          'rolling back an interrupted dpkg install',
+        ),
+    )
   }
 
   return {

@@ -4,7 +4,8 @@
  * the change it describes (so `recover()` after `kill -9` knows what to undo).
  */
 import { constants } from 'node:fs'
-import { type FileHandle, mkdir, open, readFile, rm } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { writeAll } from '../../shared/bundle/fs-util.ts'
 import { InstallError, mapFsError } from '../../shared/errors.ts'
 import type { Manifest } from '../../shared/metadata/manifest-schema.ts'
@@ -147,4 +148,43 @@ export async function readOpJournal<T extends OpJournalBase>(
 /** Replaces a journal atomically and durably (0600). */
 export async function writeOpJournal(path: string, journal: OpJournalBase): Promise<void> {
   await writeFileDurable(path, `${JSON.stringify(journal)}\n`, { mode: 0o600 })
+}
+
+/**
+ * What every journalled installer does at start: journals left `applying` or `rolling-back`
+ * by a crash are undone (`undo`), leftovers of interrupted journal writes are removed, and
+ * staging directories of bundles that are not installed are cleared. `base` holds
+ * `journal/<bundleId>.json` and `staging/<bundleId>/`.
+ */
+export async function recoverJournals<T extends OpJournalBase>(
+  base: string,
+  read: (bundleId: string) => Promise<T | undefined>,
+  undo: (journal: T) => Promise<unknown>,
+  warn: (journal: T) => void,
+): Promise<RecoverResult> {
+  const result: RecoverResult = { rolledBack: [], failed: [] }
+  const journalDir = join(base, 'journal')
+  const keep = new Set<string>()
+  for (const name of await readdir(journalDir).catch(() => [] as string[])) {
+    if (!name.endsWith('.json')) {
+      await rm(join(journalDir, name), { force: true }) // an interrupted journal write
+      continue
+    }
+    const bundleId = name.slice(0, -'.json'.length)
+    try {
+      const j = await read(bundleId)
+      if (j?.state === 'applying' || j?.state === 'rolling-back') {
+        warn(j)
+        await undo(j)
+        result.rolledBack.push(bundleId)
+      } else if (j?.state === 'installed') keep.add(bundleId)
+    } catch (error) {
+      keep.add(bundleId)
+      result.failed.push({ bundleId, error })
+    }
+  }
+  for (const name of await readdir(join(base, 'staging')).catch(() => [] as string[])) {
+    if (!keep.has(name)) await rm(join(base, 'staging', name), { recursive: true, force: true })
+  }
+  return result
 }

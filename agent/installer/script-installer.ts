@@ -22,6 +22,7 @@ import {
   type OpJournalBase,
   type RecoverResult,
   readOpJournal,
+  recoverJournals,
   rollbackFailed,
   stageVerified,
   writeOpJournal,
@@ -243,31 +244,13 @@ export function createScriptInstaller(options: ScriptInstallerOptions): Installe
     return { log: await undo(j) }
   }
 
-  async function recover(): Promise<RecoverResult> {
-    const result: RecoverResult = { rolledBack: [], failed: [] }
-    const keep = new Set<string>()
-    for (const name of await readdir(join(base, 'journal')).catch(() => [] as string[])) {
-      if (!name.endsWith('.json')) {
-        await rm(join(base, 'journal', name), { force: true })
-        continue
-      }
-      const bundleId = name.slice(0, -'.json'.length)
-      try {
-        const j = await readJ(paths(bundleId).journal)
-        if (j?.state === 'applying' || j?.state === 'rolling-back') {
-          log.warn({ bundleId, state: j.state }, 'rolling back an interrupted script install')
-          await undo(j)
-          result.rolledBack.push(bundleId)
-        } else if (j?.state === 'installed') keep.add(bundleId)
-      } catch (error) {
-        keep.add(bundleId)
-        result.failed.push({ bundleId, error })
-      }
-    }
-    for (const name of await readdir(join(base, 'staging')).catch(() => [] as string[])) {
-      if (!keep.has(name)) await rm(join(base, 'staging', name), { recursive: true, force: true })
-    }
-    return result
+  function recover(): Promise<RecoverResult> {
+    return recoverJournals(
+      base,
+      (id) => readJ(paths(id).journal),
+      undo,
+      (j) => log.warn({ bundleId: j.bundleId, state: j.state }, 'rolling back an interrupted script install'),
+    )
   }
 
   return {
