@@ -10,7 +10,7 @@
  * the whole process group is killed. Exit 0 is success; 3010 (only reachable on Windows, where
  * exit codes are not cut to 8 bits) is success with a reboot required; anything else fails.
  */
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InstallError, StateError } from '../../shared/errors.ts'
 import { type Logger, silentLogger } from '../../shared/log.ts'
