@@ -15,7 +15,7 @@
  * peak RSS ≤ 200 MB. Progress, a summary and, as context, the disk's own write + fsync speed
  * go to stderr.
  */
-import { createHash, randomFillSync } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -24,7 +24,7 @@ import { artifactChunkSize } from '../../appliance/ingest-artifact.ts'
 import type { FeedArtifact } from '../../appliance/upstream/feed-types.ts'
 import { systemClock } from '../../shared/clock.ts'
 import { silentLogger } from '../../shared/log.ts'
-import { tempDir } from '../e2e/harness.ts'
+import { tempDir, writeRandomFile } from '../e2e/harness.ts'
 import { diskWriteFsync } from './disk-speed.ts'
 
 const { values } = parseArgs({
@@ -70,21 +70,6 @@ async function sha256File(path: string, bufferSize: number): Promise<{ hex: stri
     await fh.close()
   }
   return { hex: hash.digest('hex'), mbPerS: mb(size, (performance.now() - started) / 1000) }
-}
-
-/** Writes `bytes` random bytes to `path` from one reused buffer (unmeasured, no garbage). */
-async function writeRandomFile(path: string, bytes: number): Promise<void> {
-  const block = Buffer.allocUnsafeSlow(1 << 20)
-  const fh = await open(path, 'w')
-  try {
-    for (let off = 0; off < bytes; off += block.length) {
-      const n = Math.min(block.length, bytes - off)
-      randomFillSync(block, 0, n)
-      await fh.write(block, 0, n, off)
-    }
-  } finally {
-    await fh.close()
-  }
 }
 
 const dir = await tempDir('bench-ingest')

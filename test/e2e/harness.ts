@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -148,17 +147,19 @@ export async function tempDir(prefix: string): Promise<{ path: string; cleanup: 
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) }
 }
 
-/** Writes `size` random bytes to `path`, streaming (never the whole file in memory). */
+/** Writes `size` random bytes to `path` from one reused 1 MiB buffer (bounded memory, no garbage). */
 export async function writeRandomFile(path: string, size: number): Promise<void> {
-  const out = createWriteStream(path)
-  const block = Buffer.allocUnsafe(1 << 20)
-  for (let done = 0; done < size; ) {
-    const n = Math.min(block.length, size - done)
-    randomFillSync(block, 0, n)
-    if (!out.write(Buffer.from(block.subarray(0, n)))) await new Promise<void>((r) => out.once('drain', () => r()))
-    done += n
+  const block = Buffer.allocUnsafeSlow(1 << 20)
+  const fh = await open(path, 'w')
+  try {
+    for (let off = 0; off < size; off += block.length) {
+      const n = Math.min(block.length, size - off)
+      randomFillSync(block, 0, n)
+      await fh.write(block, 0, n, off)
+    }
+  } finally {
+    await fh.close()
   }
-  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())))
 }
 
 export interface RunningAppliance {
