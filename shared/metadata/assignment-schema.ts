@@ -16,8 +16,13 @@ export const AssignedBundle = Type.Object(
     bundleId: Sha256Hex,
     /** The exact manifest version meant (mix-and-match protection). */
     manifestVersion: MetadataVersion,
-    action: Type.Literal('install'),
-    /** Install as soon as downloaded, ignoring the assignment's windows. Absent = not emergency. */
+    /**
+     * `install`: have it installed. `rollback`: a site-wide rollback — restore the state from
+     * before this bundle's install (nothing to do where it is not installed); the bundle is not
+     * downloaded for it.
+     */
+    action: Type.Union([Type.Literal('install'), Type.Literal('rollback')]),
+    /** Act as soon as possible, ignoring the assignment's windows. Absent = not emergency. */
     emergency: Type.Optional(Type.Literal(true)),
   },
   { additionalProperties: false },
