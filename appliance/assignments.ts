@@ -122,18 +122,26 @@ export class Assignments {
 
   /**
    * Adds a bundle to some devices' assignments, removes it from others, and re-issues others
-   * unchanged (a new version: the agent tries a failed install again), all in one durable
-   * batch. Devices not enrolled any more are skipped. Returns the new assignment version per
-   * device changed. The rollout service drives this from the engine's desired devices.
+   * unchanged (a new version: the agent tries a failed install again), and turns others' entry
+   * into a `rollback` (a site-wide rollback: added if absent; `emergency` skips their windows),
+   * all in one durable batch. `add` replaces a pending rollback entry with an install. Devices
+   * not enrolled any more are skipped. Returns the new assignment version per device changed.
+   * The rollout service drives this from the engine's desired devices.
    */
   async apply(
     bundleId: string,
-    change: { add?: readonly string[]; remove?: readonly string[]; reissue?: readonly string[] },
+    change: {
+      add?: readonly string[]
+      remove?: readonly string[]
+      reissue?: readonly string[]
+      rollback?: readonly string[]
+      emergency?: boolean
+    },
   ): Promise<Map<string, number>> {
     return this.#mutex.runExclusive(async () => {
       const { catalog, devices, db, clock } = this.#deps
       const bundle = await catalog.get(bundleId)
-      if (!bundle && (change.add?.length ?? 0) > 0)
+      if (!bundle && (change.add?.length ?? 0) + (change.rollback?.length ?? 0) > 0)
         throw new StateError('PSW_ERR_NOT_FOUND', `no bundle ${bundleId} in the catalog`)
       const now = clock.now()
       const ops: StateBatchOp[] = []
@@ -152,12 +160,19 @@ export class Assignments {
         ops.push(op)
         versions.set(peerId, version)
       }
-      for (const p of change.add ?? [])
-        await edit(p, (b) =>
-          b.some((x) => x.bundleId === bundleId)
-            ? undefined
-            : [...b, { bundleId, manifestVersion: bundle!.manifestVersion, action: 'install' as const }],
-        )
+      const entry = (action: 'install' | 'rollback') => ({
+        bundleId,
+        manifestVersion: bundle!.manifestVersion,
+        action,
+        ...(action === 'rollback' && change.emergency ? { emergency: true as const } : {}),
+      })
+      const put = (b: Assignment['bundles'], action: 'install' | 'rollback') => {
+        const current = b.find((x) => x.bundleId === bundleId)
+        if (current?.action === action) return undefined
+        return [...b.filter((x) => x.bundleId !== bundleId), entry(action)]
+      }
+      for (const p of change.add ?? []) await edit(p, (b) => put(b, 'install'))
+      for (const p of change.rollback ?? []) await edit(p, (b) => put(b, 'rollback'))
       for (const p of change.remove ?? [])
         await edit(p, (b) =>
           b.some((x) => x.bundleId === bundleId) ? b.filter((x) => x.bundleId !== bundleId) : undefined,

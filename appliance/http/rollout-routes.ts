@@ -12,6 +12,14 @@ const CommandBody = Type.Object(
   { reason: Type.Optional(Type.String({ maxLength: 2000 })) },
   { additionalProperties: false },
 )
+const RollbackBody = Type.Object(
+  {
+    reason: Type.Optional(Type.String({ maxLength: 2000 })),
+    /** Roll back at once, outside the devices' maintenance windows. Default false. */
+    emergency: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+)
 const ApproveBody = Type.Object({ ring: Type.Integer({ minimum: 0, maximum: 15 }) }, { additionalProperties: false })
 
 /** A rollout for the API: its spec and status, and per ring its status and counts. */
@@ -26,6 +34,7 @@ export function rolloutView(state: RolloutState) {
     updatedAt: new Date(state.updatedAt).toISOString(),
     revision: state.revision,
     current: state.current,
+    ...(state.rollback ? { rollback: { ...state.rollback, at: new Date(state.rollback.at).toISOString() } } : {}),
     rings: state.spec.rings.map((spec, i) => ({ ...spec, ...state.rings[i], ...ringCounts(state, i) })),
     spec: state.spec,
   }
@@ -33,7 +42,7 @@ export function rolloutView(state: RolloutState) {
 
 /**
  * Rollout routes: list and detail for the operator (loopback or admin token), create and
- * commands (pause, resume, cancel, approve the next ring) for admins.
+ * commands (pause, resume, cancel, approve the next ring, roll back) for admins.
  */
 export function registerRolloutRoutes(
   app: FastifyInstance,
@@ -83,5 +92,11 @@ export function registerRolloutRoutes(
       rolloutView(
         await rollouts.command(request.params.id, { type: 'approve', ring: request.body.ring, by: actor.id }, actor),
       ),
+  )
+
+  app.post<{ Params: { id: string }; Body: { reason?: string; emergency?: boolean } }>(
+    '/api/v1/rollouts/:id/rollback',
+    { onRequest: auth.requireAdmin, schema: { params: IdParams, body: RollbackBody } },
+    async (request) => rolloutView(await rollouts.rollback(request.params.id, request.body ?? {}, actor)),
   )
 }

@@ -8,6 +8,7 @@ import {
   nextWakeAt,
   type RolloutEvent,
   ringCounts,
+  rollbackDevices,
   type Transition,
 } from './rollout-engine.ts'
 import type { RolloutSpecT, RolloutState } from './rollout-types.ts'
@@ -283,5 +284,45 @@ describe('rollout engine at scale (250 simulated agents, fake clock)', () => {
     const st = simulate(7, 0.45)
     expect(st.status).toBe('halted')
     expect(st.reason).toMatch(/devices failed/)
+  })
+
+  it('rollback: installed and assigned devices roll back, pending rings stay untouched, then rolled-back', () => {
+    let t = createRollout(spec(), devices(20, pilotOf), T0)
+    t = reportAll(t, 0, 'installed', T0 + MIN)
+    // Ring 1 deploying: one device installed, the others assigned; ring 2 not started.
+    const [first] = Object.entries(t.state.devices).find(([, d]) => d.ring === 1)!
+    t = apply(t, { type: 'report', peerId: first, outcome: 'installed' }, T0 + 2 * MIN)
+    t = apply(t, { type: 'rollback', by: 'alice', reason: 'bad patch' }, T0 + 3 * MIN)
+    expect(t.state.status).toBe('rolling-back')
+    expect(t.state.rollback).toEqual({ by: 'alice', at: T0 + 3 * MIN, reason: 'bad patch', emergency: false })
+    expect(desiredDevices(t.state)).toEqual([])
+    expect(rollbackDevices(t.state)).toHaveLength(13)
+    expect(ringCounts(t.state, 2)).toMatchObject({ total: 7, pending: 7, rollingBack: 0 })
+    expect(t.changes.filter((c) => c.kind === 'device' && c.to === 'rolling-back')).toHaveLength(13)
+    // Late joiners are not taken, commands other than cancel-free reports are refused.
+    t = apply(t, { type: 'tick', devices: devices(25, pilotOf) }, T0 + 4 * MIN)
+    expect(Object.keys(t.state.devices)).toHaveLength(20)
+    expect(() => apply(t, { type: 'rollback', by: 'bob' }, T0)).toThrow(/rolling-back/)
+    expect(() => apply(t, { type: 'cancel', by: 'bob' }, T0)).toThrow(/rolling-back/)
+    // An install report does not count as an answer; rollback reports do.
+    t = apply(t, { type: 'report', peerId: first, outcome: 'installed' }, T0 + 5 * MIN)
+    expect(t.state.devices[first]!.state).toBe('rolling-back')
+    const err = { code: 'PSW_ERR_ROLLBACK_FAILED', message: 'the .deb is gone' }
+    t = apply(t, { type: 'rollback-report', peerId: first, ok: false, error: err }, T0 + 5 * MIN)
+    expect(t.state.devices[first]).toMatchObject({ state: 'rollback-failed', lastError: err })
+    for (const p of rollbackDevices(t.state))
+      t = apply(t, { type: 'rollback-report', peerId: p, ok: true }, T0 + 6 * MIN)
+    expect(t.state.status).toBe('rolled-back')
+    expect(t.changes.at(-1)).toEqual({ kind: 'rollout', from: 'rolling-back', to: 'rolled-back' })
+    expect(ringCounts(t.state, 1)).toMatchObject({ rolledBack: 9, rollbackFailed: 1 })
+  })
+
+  it('rollback of a rollout nobody installed yet is rolled back at once; cancel works on completed rollouts', () => {
+    let t = createRollout(spec({ rings: [spec().rings[2]!] }), devices(4), T0)
+    const none = applyEvent({ ...t.state, devices: {} }, { type: 'rollback', by: 'a', emergency: true }, T0)
+    expect(none.state.status).toBe('rolled-back')
+    for (const p of Object.keys(t.state.devices)) t = apply(t, { type: 'report', peerId: p, outcome: 'installed' }, T0)
+    expect(t.state.status).toBe('completed')
+    expect(apply(t, { type: 'cancel', by: 'a' }, T0).state.status).toBe('cancelled')
   })
 })

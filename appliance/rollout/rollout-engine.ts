@@ -16,12 +16,14 @@ import type {
  * state (one LevelDB value, with its audit records in the same batch) and turns
  * {@link desiredDevices} into signed assignments. docs/rollouts.md has the state diagram.
  *
- * Rollout:  active ⇄ paused;  active|paused|halted → cancelled;  active → halted (a ring
- *           crossed its error threshold, or finished below its success threshold);
- *           active → completed (last ring passed).
+ * Rollout:  active ⇄ paused;  active|paused|halted|completed → cancelled;  active → halted (a
+ *           ring crossed its error threshold, or finished below its success threshold);
+ *           active → completed (last ring passed); any but rolling-back|rolled-back →
+ *           rolling-back (site-wide rollback ordered) → rolled-back (no device left to confirm).
  * Ring:     pending → deploying → (soaking) → (awaiting-approval) → passed; the next ring
  *           starts deploying when the previous one is passed.
- * Device:   assigned → installed | failed → retry-wait → assigned … → failed-final.
+ * Device:   assigned → installed | failed → retry-wait → assigned … → failed-final;
+ *           assigned|installed → rolling-back → rolled-back | rollback-failed.
  */
 
 export type RolloutEvent =
@@ -32,6 +34,10 @@ export type RolloutEvent =
   | { type: 'resume'; by: string }
   | { type: 'cancel'; by: string; reason?: string }
   | { type: 'approve'; ring: number; by: string }
+  /** A site-wide rollback: every device that has (or may have) the bundle restores its previous state. */
+  | { type: 'rollback'; by: string; reason?: string; emergency?: boolean }
+  /** A device's answer to the rollback: restored (or nothing to undo), or it could not. */
+  | { type: 'rollback-report'; peerId: string; ok: boolean; error?: { code: string; message: string } }
 
 export type RolloutChange =
   | { kind: 'rollout'; from: RolloutStatus; to: RolloutStatus; reason?: string }
@@ -95,10 +101,32 @@ export function applyEvent(
       setStatus('active', `resumed by ${event.by}`)
       break
     case 'cancel':
-      if (state.status !== 'active' && state.status !== 'paused' && state.status !== 'halted')
-        throw conflict(state, 'cancel')
+      if (!['active', 'paused', 'halted', 'completed'].includes(state.status)) throw conflict(state, 'cancel')
       setStatus('cancelled', event.reason ?? `cancelled by ${event.by}`)
       break
+    case 'rollback':
+      if (state.status === 'rolling-back' || state.status === 'rolled-back') throw conflict(state, 'roll back')
+      state.rollback = {
+        by: event.by,
+        at: now,
+        emergency: event.emergency === true,
+        ...(event.reason === undefined ? {} : { reason: event.reason }),
+      }
+      setStatus('rolling-back', event.reason ?? `rolled back by ${event.by}`)
+      // Every device that has the bundle, or may have installed it without reporting yet.
+      for (const [peerId, d] of Object.entries(state.devices)) {
+        if (d.state === 'installed' || (d.state === 'assigned' && d.attempts > 0))
+          setDevice(state, peerId, d, 'rolling-back', now, changes)
+      }
+      break
+    case 'rollback-report': {
+      const d = state.devices[event.peerId]
+      if (d?.state !== 'rolling-back') break
+      if (event.error) d.lastError = event.error
+      else delete d.lastError
+      setDevice(state, event.peerId, d, event.ok ? 'rolled-back' : 'rollback-failed', now, changes)
+      break
+    }
     case 'approve': {
       const ring = state.rings[event.ring]
       if (ring?.status !== 'awaiting-approval' || event.ring !== state.current)
@@ -125,8 +153,16 @@ export function applyEvent(
   return { state, changes }
 }
 
-/** The devices whose assignment should carry the rollout's bundle now. */
+/** The devices whose assignment should carry the bundle with action `rollback` now. */
+export function rollbackDevices(state: RolloutState): string[] {
+  return Object.entries(state.devices)
+    .filter(([, d]) => d.state === 'rolling-back')
+    .map(([p]) => p)
+}
+
+/** The devices whose assignment should carry the rollout's bundle (to install) now. */
 export function desiredDevices(state: RolloutState): string[] {
+  if (state.status === 'rolling-back' || state.status === 'rolled-back') return []
   // A completed rollout still deploys to late joiners of its (passed) rings.
   const deploying = state.status === 'active' || state.status === 'completed'
   return Object.entries(state.devices)
@@ -139,12 +175,23 @@ export function desiredDevices(state: RolloutState): string[] {
 
 /** Installed, failed-for-good and pending devices of one ring. */
 export function ringCounts(state: RolloutState, ring: number): RingCounts {
-  const c: RingCounts = { total: 0, installed: 0, failed: 0, pending: 0 }
+  const c: RingCounts = {
+    total: 0,
+    installed: 0,
+    failed: 0,
+    pending: 0,
+    rollingBack: 0,
+    rolledBack: 0,
+    rollbackFailed: 0,
+  }
   for (const d of Object.values(state.devices)) {
     if (d.ring !== ring) continue
     c.total++
     if (d.state === 'installed') c.installed++
     else if (d.state === 'failed-final') c.failed++
+    else if (d.state === 'rolling-back') c.rollingBack++
+    else if (d.state === 'rolled-back') c.rolledBack++
+    else if (d.state === 'rollback-failed') c.rollbackFailed++
     else c.pending++
   }
   return c
@@ -210,6 +257,8 @@ function report(
   const d = state.devices[event.peerId]
   // Reports from devices outside the rollout, or for a ring not started, change nothing.
   if (!d || d.attempts === 0) return
+  // During a rollback only answers to it (rollback-report) move a device.
+  if (d.state === 'rolling-back' || d.state === 'rolled-back' || d.state === 'rollback-failed') return
   if (event.outcome === 'installed') {
     if (d.state !== 'installed') setDevice(state, event.peerId, d, 'installed', now, changes)
     delete d.lastError
@@ -225,7 +274,7 @@ function report(
 function join(state: RolloutState, devices: readonly DeviceInfo[], now: number, changes: RolloutChange[]): void {
   // Cancelled and halted rollouts take no one new; a completed one still picks up late
   // joiners of its rings: the patch passed them.
-  if (state.status === 'cancelled' || state.status === 'halted') return
+  if (state.status !== 'active' && state.status !== 'paused' && state.status !== 'completed') return
   for (const device of devices) {
     if (state.devices[device.peerId] || !inTarget(state.spec, device)) continue
     const ring = ringForLateJoiner(state.spec, device)
@@ -238,6 +287,13 @@ function join(state: RolloutState, devices: readonly DeviceInfo[], now: number, 
 
 /** Timers, thresholds and ring advancement, repeated until nothing moves. */
 function settle(state: RolloutState, now: number, options: EngineOptions, changes: RolloutChange[]): void {
+  if (state.status === 'rolling-back') {
+    if (!Object.values(state.devices).some((d) => d.state === 'rolling-back')) {
+      changes.push({ kind: 'rollout', from: 'rolling-back', to: 'rolled-back' })
+      state.status = 'rolled-back'
+    }
+    return
+  }
   const delay = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS
   if (state.status === 'active' || state.status === 'completed') {
     for (const [peerId, d] of Object.entries(state.devices)) {

@@ -43,7 +43,7 @@ describe('RolloutService (real core: LevelDB, signed assignments, audit log)', (
   }
 
   /** What the agent would report after processing its current assignment. */
-  const report = async (peerId: string, state: 'installed' | 'failed') => {
+  const report = async (peerId: string, state: 'installed' | 'failed' | 'rolled-back') => {
     const assignment = await t.core.assignments.get(peerId)
     const r: AgentReportT = {
       agentVersion: 'test',
@@ -150,5 +150,62 @@ describe('RolloutService (real core: LevelDB, signed assignments, audit log)', (
     expect(paused.status).toBe('paused')
     expect(await assigned()).toEqual([])
     await expect(service.get('nope')).rejects.toMatchObject({ code: 'PSW_ERR_NOT_FOUND' })
+  })
+
+  it('rolls back site-wide with a new signed instruction, counts only answers to it, and frees the bundle', async () => {
+    await service.create({ ...spec, bundleId }, op)
+    await report(peers[0]!, 'installed')
+    await service.poll()
+    // Pilot installed; broad ring assigned, one of them installed too.
+    await report(peers[1]!, 'installed')
+    await service.poll()
+    const before = (await t.core.assignments.get(peers[0]!))!.signed.version
+    const r = await service.rollback('tool-1', { reason: 'breaks printing', emergency: true }, op)
+    expect(r.status).toBe('rolling-back')
+    expect(r.rollback).toMatchObject({ by: 'alice', reason: 'breaks printing', emergency: true })
+    // Installed and assigned devices are all told to roll back, in a newer signed assignment.
+    for (const p of peers) {
+      const a = (await t.core.assignments.get(p))!.signed
+      expect(a.bundles).toEqual([expect.objectContaining({ bundleId, action: 'rollback', emergency: true })])
+      expect(a.version).toBeGreaterThan(before)
+      expect(r.devices[p]!.state).toBe('rolling-back')
+    }
+    // The install report of peer 0 (from before the rollback) does not count as its answer.
+    await service.poll()
+    expect((await service.get('tool-1')).devices[peers[0]!]!.state).toBe('rolling-back')
+    await report(peers[0]!, 'rolled-back')
+    await report(peers[1]!, 'failed')
+    await service.poll()
+    const mid = await service.get('tool-1')
+    expect(mid.devices[peers[0]!]!.state).toBe('rolled-back')
+    expect(mid.devices[peers[1]!]).toMatchObject({
+      state: 'rollback-failed',
+      lastError: { code: 'PSW_ERR_INSTALL_FAILED' },
+    })
+    // Confirmed: the entry is gone. Failed: it stays (the device keeps its snapshot).
+    expect(await assigned()).toEqual(peers.slice(1))
+    for (const p of peers.slice(2)) await report(p, 'rolled-back')
+    await service.poll()
+    expect((await service.get('tool-1')).status).toBe('rolled-back')
+    expect(await assigned()).toEqual([peers[1]])
+    await expect(service.rollback('tool-1', {}, op)).rejects.toMatchObject({ code: 'PSW_ERR_CONFLICT' })
+    const { records } = await t.core.audit.query({ limit: 200, order: 'asc' })
+    expect(records.find((x) => x.action === 'rollout.rollback')).toMatchObject({
+      actor: op,
+      after: { status: 'rolling-back', reason: 'breaks printing', emergency: true },
+    })
+    expect(records.at(-1)).toMatchObject({ action: 'rollout.status', after: { status: 'rolled-back' } })
+  })
+
+  it('refuses a second live rollout of the same bundle, and allows one after a rollback or cancel', async () => {
+    await service.create({ ...spec, bundleId }, op)
+    await expect(service.create({ ...spec, id: 'again', bundleId }, op)).rejects.toMatchObject({
+      code: 'PSW_ERR_CONFLICT',
+      details: { rollout: 'tool-1', status: 'active' },
+    })
+    await service.command('tool-1', { type: 'cancel', by: 'alice' }, op)
+    const again = await service.create({ ...spec, id: 'again', bundleId }, op)
+    expect(again.status).toBe('active')
+    expect(await assigned()).toEqual([peers[0]])
   })
 })

@@ -15,6 +15,7 @@ import {
   nextWakeAt,
   type RolloutChange,
   type RolloutEvent,
+  rollbackDevices,
   type Transition,
 } from './rollout-engine.ts'
 import { type RolloutSpecT, type RolloutState, rolloutSpecChecker } from './rollout-types.ts'
@@ -40,9 +41,15 @@ export type Actor = { type: 'operator' | 'api-token' | 'system'; id: string }
 /** What is stored per rollout: the engine's state, plus what the service issued per device. */
 interface StoredRollout {
   state: RolloutState
-  /** Per device: the engine attempt for which an assignment was last issued, and its version. */
-  issued: Record<string, { attempt: number; version: number }>
+  /**
+   * Per device: the engine attempt for which an assignment was last issued, and its version;
+   * `rollback` once the rollback instruction was issued (its version then).
+   */
+  issued: Record<string, { attempt: number; version: number; rollback?: true }>
 }
+
+/** Rollouts that hold their bundle's assignments: another rollout of the same bundle would fight them. */
+const LIVE: ReadonlySet<RolloutState['status']> = new Set(['active', 'paused', 'halted', 'completed', 'rolling-back'])
 
 const KEY = 'rollout:'
 
@@ -102,6 +109,13 @@ export class RolloutService {
       throw new StateError('PSW_ERR_NOT_FOUND', `no bundle ${spec.bundleId} in the catalog`)
     return this.#d.audit.exclusive(async () => {
       if (await this.#d.db.get(KEY + spec.id)) throw new StateError('PSW_ERR_CONFLICT', `rollout ${spec.id} exists`)
+      const rival = (await this.list()).find((r) => r.spec.bundleId === spec.bundleId && LIVE.has(r.status))
+      if (rival)
+        throw new StateError(
+          'PSW_ERR_CONFLICT',
+          `rollout ${rival.spec.id} of this bundle is ${rival.status}; cancel or roll it back first`,
+          { details: { rollout: rival.spec.id, status: rival.status } },
+        )
       const t = createRollout(spec, await this.#deviceInfos(), this.#d.clock.now())
       return this.#commit({ state: t.state, issued: {} }, t, actor, { action: 'rollout.create', after: spec })
     })
@@ -120,13 +134,35 @@ export class RolloutService {
     })
   }
 
+  /**
+   * Orders a site-wide rollback: every device that has (or may have) the bundle gets a new
+   * signed assignment whose entry for it is `rollback`; `emergency` lets agents act outside
+   * their maintenance windows. PSW_ERR_CONFLICT when it is rolling back or rolled back already.
+   */
+  async rollback(id: string, options: { reason?: string; emergency?: boolean }, actor: Actor): Promise<RolloutState> {
+    return this.#d.audit.exclusive(async () => {
+      const stored = await this.#load(id)
+      const event: RolloutEvent = {
+        type: 'rollback',
+        by: actor.id,
+        ...(options.reason === undefined ? {} : { reason: options.reason }),
+        ...(options.emergency === undefined ? {} : { emergency: options.emergency }),
+      }
+      const t = applyEvent(stored.state, event, this.#d.clock.now(), this.#d.engine)
+      return this.#commit(stored, t, actor, {
+        action: 'rollout.rollback',
+        after: { status: t.state.status, ...t.state.rollback },
+      })
+    })
+  }
+
   /** Feeds every live rollout the devices' latest reports and the current membership. */
   async poll(): Promise<void> {
     const records = await this.#d.devices()
     const infos = records.map((r) => this.#info(r))
     let wake: number | undefined
     for (const state of await this.list()) {
-      if (state.status === 'cancelled' || state.status === 'halted') continue
+      if (state.status === 'cancelled' || state.status === 'halted' || state.status === 'rolled-back') continue
       await this.#d.audit.exclusive(async () => {
         const stored = await this.#load(state.spec.id)
         let t: Transition = { state: stored.state, changes: [] }
@@ -137,8 +173,25 @@ export class RolloutService {
           const b = r.report?.bundles.find((x) => x.bundleId === t.state.spec.bundleId)
           if (!d || !b || d.attempts === 0) continue
           const issued = stored.issued[r.peerId]
+          const seen = issued !== undefined && (r.report?.assignmentVersion ?? 0) >= issued.version
+          if (d.state === 'rolling-back') {
+            // Only an answer to the rollback instruction itself counts.
+            if (!seen || !issued.rollback) continue
+            if (b.state === 'rolled-back' || b.state === 'failed') {
+              const ok = b.state === 'rolled-back'
+              const answer: RolloutEvent = {
+                type: 'rollback-report',
+                peerId: r.peerId,
+                ok,
+                ...(b.error ? { error: b.error } : {}),
+              }
+              t = applyEvent(t.state, answer, now, this.#d.engine)
+              changes.push(...t.changes)
+            }
+            continue
+          }
           // A report counts only once the device has seen the assignment of this attempt.
-          if (!issued || issued.attempt !== d.attempts || (r.report?.assignmentVersion ?? 0) < issued.version) continue
+          if (!seen || issued.rollback || issued.attempt !== d.attempts) continue
           if (b.state === 'installed' && d.state !== 'installed') {
             t = applyEvent(t.state, { type: 'report', peerId: r.peerId, outcome: 'installed' }, now, this.#d.engine)
             changes.push(...t.changes)
@@ -225,32 +278,59 @@ export class RolloutService {
     return t.state
   }
 
-  /** Assign the bundle to desired devices, withdraw it from the others, re-issue for retries. */
+  /**
+   * Assign the bundle to desired devices, withdraw it from the others, re-issue for retries;
+   * during a rollback, turn the entry of devices told to roll back into `rollback` and drop it
+   * once they confirmed (a device whose rollback failed keeps it: its snapshot stays).
+   */
   async #reconcile(stored: StoredRollout): Promise<void> {
     const { state } = stored
     const desired = new Set(desiredDevices(state))
+    const rollingBack = new Set(rollbackDevices(state))
     const add: string[] = []
     const remove: string[] = []
     const reissue: string[] = []
+    const rollback: string[] = []
     for (const [peerId, d] of Object.entries(state.devices)) {
-      const has = ((await this.#d.assignments.get(peerId))?.signed.bundles ?? []).some(
+      const entry = ((await this.#d.assignments.get(peerId))?.signed.bundles ?? []).find(
         (b) => b.bundleId === state.spec.bundleId,
       )
+      if (rollingBack.has(peerId)) {
+        if (entry?.action !== 'rollback' || !stored.issued[peerId]?.rollback) rollback.push(peerId)
+        continue
+      }
+      if (d.state === 'rollback-failed') continue
       const want = desired.has(peerId)
-      if (want && !has) add.push(peerId)
-      else if (!want && has && d.state !== 'installed') remove.push(peerId)
-      else if (want && has && d.state === 'assigned' && (stored.issued[peerId]?.attempt ?? 0) < d.attempts)
+      if (want && entry?.action !== 'install') add.push(peerId)
+      else if (!want && entry && (d.state !== 'installed' || entry.action === 'rollback')) remove.push(peerId)
+      else if (want && entry && d.state === 'assigned' && (stored.issued[peerId]?.attempt ?? 0) < d.attempts)
         reissue.push(peerId)
     }
-    if (add.length + remove.length + reissue.length === 0) return
-    const versions = await this.#d.assignments.apply(state.spec.bundleId, { add, remove, reissue })
+    if (add.length + remove.length + reissue.length + rollback.length === 0) return
+    const versions = await this.#d.assignments.apply(state.spec.bundleId, {
+      add,
+      remove,
+      reissue,
+      rollback,
+      ...(state.rollback?.emergency ? { emergency: true } : {}),
+    })
     for (const p of [...add, ...reissue]) {
       const version = versions.get(p)
       if (version !== undefined) stored.issued[p] = { attempt: state.devices[p]!.attempts, version }
     }
+    for (const p of rollback) {
+      const version = versions.get(p)
+      if (version !== undefined) stored.issued[p] = { attempt: state.devices[p]!.attempts, version, rollback: true }
+    }
     await this.#d.db.put(KEY + state.spec.id, stored)
     this.#d.log.info(
-      { rollout: state.spec.id, added: add.length, removed: remove.length, reissued: reissue.length },
+      {
+        rollout: state.spec.id,
+        added: add.length,
+        removed: remove.length,
+        reissued: reissue.length,
+        rollingBack: rollback.length,
+      },
       'rollout assignments updated',
     )
   }

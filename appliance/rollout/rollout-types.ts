@@ -48,9 +48,29 @@ export const RolloutSpec = Type.Object(
 export type RolloutSpecT = Static<typeof RolloutSpec>
 export const rolloutSpecChecker = compileChecker(RolloutSpec)
 
-export type RolloutStatus = 'active' | 'paused' | 'halted' | 'cancelled' | 'completed'
+export type RolloutStatus =
+  | 'active'
+  | 'paused'
+  | 'halted'
+  | 'cancelled'
+  | 'completed'
+  /** A site-wide rollback was ordered; some devices have not confirmed it yet. */
+  | 'rolling-back'
+  /** Every device the rollback reached confirmed it (or failed it: see the devices). */
+  | 'rolled-back'
 export type RingStatus = 'pending' | 'deploying' | 'soaking' | 'awaiting-approval' | 'passed'
-export type DeviceRolloutState = 'assigned' | 'installed' | 'failed' | 'retry-wait' | 'failed-final'
+export type DeviceRolloutState =
+  | 'assigned'
+  | 'installed'
+  | 'failed'
+  | 'retry-wait'
+  | 'failed-final'
+  /** Told to roll back (the bundle's action in its assignment is `rollback`). */
+  | 'rolling-back'
+  /** Confirmed: the previous state is restored (or there was nothing to undo). */
+  | 'rolled-back'
+  /** The device could not roll back: manual attention needed (see lastError). */
+  | 'rollback-failed'
 
 export interface DeviceProgress {
   ring: number
@@ -85,6 +105,16 @@ export interface RolloutState {
   devices: Record<string, DeviceProgress>
   /** Bumped on every transition (optimistic concurrency and audit ordering). */
   revision: number
+  /** Set once a site-wide rollback was ordered. */
+  rollback?: RollbackOrder
+}
+
+/** Who ordered a rollback, when and why; `emergency` skips the devices' maintenance windows. */
+export interface RollbackOrder {
+  by: string
+  at: number
+  reason?: string
+  emergency: boolean
 }
 
 export interface RingCounts {
@@ -92,4 +122,8 @@ export interface RingCounts {
   installed: number
   failed: number
   pending: number
+  /** Devices told to roll back, and of those the ones that confirmed it or failed it. */
+  rollingBack: number
+  rolledBack: number
+  rollbackFailed: number
 }
