@@ -10,6 +10,7 @@ import { autoChunkSize, chunkAndHash, validateChunkSize } from '../shared/conten
 import { type Signer, signEnvelope } from '../shared/metadata/envelope.ts'
 import {
   Classification,
+  HealthSpec,
   MANIFEST_SPEC_VERSION,
   MANIFEST_TYPE,
   type Manifest,
@@ -44,6 +45,8 @@ export const IngestRequestSchema = Type.Object(
     targetRoot: Type.String({ minLength: 1, maxLength: 1024, pattern: '^/' }),
     maxRunSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
     chunkSize: Type.Optional(Type.Integer({ minimum: 65536, maximum: 16 << 20 })),
+    /** Run on each device after the install; when it fails the device rolls back by itself. */
+    health: Type.Optional(HealthSpec),
   },
   { additionalProperties: false },
 )
@@ -74,7 +77,8 @@ export interface IngestResult {
 }
 
 /** What a manifest says about a bundle, apart from its identity, version and dates. */
-export type ManifestBody = Pick<Manifest, 'patch' | 'install' | 'rollback' | 'content'>
+export type ManifestBody = Pick<Manifest, 'patch' | 'install' | 'rollback' | 'content'> &
+  Pick<Partial<Manifest>, 'health'>
 
 /** A complete manifest for `body` (not validated; {@link validateManifest} it). */
 export function buildManifest(body: ManifestBody, version: number, now: number, ttlDays: number): Manifest {
@@ -88,6 +92,7 @@ export function buildManifest(body: ManifestBody, version: number, now: number, 
     patch: body.patch,
     install: body.install,
     rollback: body.rollback,
+    ...(body.health === undefined ? {} : { health: body.health }),
     content: body.content,
   }
 }
@@ -179,6 +184,7 @@ export async function ingest(
       },
       install: { type: 'files', targetRoot: req.targetRoot, maxRunSeconds: req.maxRunSeconds ?? 600 },
       rollback: { type: 'files-backup' },
+      ...(req.health === undefined ? {} : { health: req.health }),
       content,
     })
     deps.log.info(

@@ -177,6 +177,10 @@ export function registerApplianceCommands(program: Command): void {
     .option('--description <text>', 'free text')
     .option('--max-run-seconds <n>', 'the installer finishes within this time', parseIntOption('--max-run-seconds'))
     .option('--chunk-size <bytes>', 'chunk size for this bundle', parseIntOption('--chunk-size'))
+    .option(
+      '--health <json|@file>',
+      'health check run after each install (JSON, or @ and a file holding it); a device whose check fails rolls back by itself',
+    )
     .option('--json', 'print the result as JSON')
     .action(async (path: string, o: CommonOpts & Record<string, unknown>) => {
       const req = {
@@ -196,6 +200,7 @@ export function registerApplianceCommands(program: Command): void {
         description: o.description,
         maxRunSeconds: o.maxRunSeconds,
         chunkSize: o.chunkSize,
+        health: typeof o.health === 'string' ? await readHealthOption(o.health) : undefined,
       }
       const clean = Object.fromEntries(Object.entries(req).filter(([, v]) => v !== undefined)) as IngestRequest
       const client = await admin(o.data)
@@ -288,4 +293,20 @@ export function registerApplianceCommands(program: Command): void {
         await client.close()
       }
     })
+}
+
+/** `--health`: a health spec as JSON, or `@path` of a file holding it (the appliance validates it). */
+async function readHealthOption(value: string): Promise<unknown> {
+  const { ValidationError } = await import('../../shared/errors.ts')
+  const text = value.startsWith('@')
+    ? await (await import('node:fs/promises')).readFile(value.slice(1), 'utf8').catch((err: Error) => {
+        throw new ValidationError('PSW_ERR_USAGE', `--health: cannot read ${value.slice(1)}: ${err.message}`)
+      })
+    : value
+  if (text.length > 64 << 10) throw new ValidationError('PSW_ERR_USAGE', '--health: more than 64 KiB')
+  try {
+    return JSON.parse(text) as unknown
+  } catch (err) {
+    throw new ValidationError('PSW_ERR_USAGE', `--health is not JSON: ${(err as Error).message}`)
+  }
 }
