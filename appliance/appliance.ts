@@ -161,6 +161,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
             swarm,
             clock,
             log: log.child({ component: 'appliance:control' }),
+            onReport: () => rollouts.nudge(),
           }),
           swarm,
           upload: {

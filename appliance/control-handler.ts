@@ -16,6 +16,8 @@ export interface ControlHandlerDeps {
   swarm: ApplianceSwarm
   clock: Clock
   log: Logger
+  /** A device's report was stored (the rollout service looks at it soon). */
+  onReport?: (peerId: string) => void
 }
 
 /**
@@ -44,6 +46,7 @@ export function createControlHandler(deps: ControlHandlerDeps) {
           return deps.swarm.announce(peerId, request)
         case 'report': {
           await deps.devices.recordReport(peerId, request.report, deps.clock.now())
+          deps.onReport?.(peerId)
           for (const b of request.report.bundles) {
             if (b.error)
               deps.log.warn({ peer: peerId, bundleId: b.bundleId, error: b.error }, 'agent reported a failure')

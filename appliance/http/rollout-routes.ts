@@ -20,6 +20,23 @@ const RollbackBody = Type.Object(
   },
   { additionalProperties: false },
 )
+const DEVICE_STATES = [
+  'assigned',
+  'installed',
+  'failed',
+  'retry-wait',
+  'failed-final',
+  'rolling-back',
+  'rolled-back',
+  'rollback-failed',
+]
+const DevicesQuery = Type.Object(
+  {
+    ring: Type.Optional(Type.Integer({ minimum: 0, maximum: 15 })),
+    state: Type.Optional(Type.Union(DEVICE_STATES.map((s) => Type.Literal(s)))),
+  },
+  { additionalProperties: false },
+)
 const ApproveBody = Type.Object({ ring: Type.Integer({ minimum: 0, maximum: 15 }) }, { additionalProperties: false })
 
 /** A rollout for the API: its spec and status, and per ring its status and counts. */
@@ -60,6 +77,21 @@ export function registerRolloutRoutes(
     '/api/v1/rollouts/:id',
     { onRequest: auth.localOrAdmin, schema: { params: IdParams } },
     async (request) => rolloutView(await rollouts.get(request.params.id)),
+  )
+
+  app.get<{ Params: { id: string }; Querystring: { ring?: number; state?: string } }>(
+    '/api/v1/rollouts/:id/devices',
+    { onRequest: auth.localOrAdmin, schema: { params: IdParams, querystring: DevicesQuery } },
+    async (request) => {
+      const state = await rollouts.get(request.params.id)
+      const { ring, state: only } = request.query
+      const devices: Record<string, unknown> = {}
+      for (const [peerId, d] of Object.entries(state.devices)) {
+        if ((ring !== undefined && d.ring !== ring) || (only !== undefined && d.state !== only)) continue
+        devices[peerId] = { ...d, since: new Date(d.since).toISOString() }
+      }
+      return { id: state.spec.id, devices }
+    },
   )
 
   app.post(

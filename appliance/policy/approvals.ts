@@ -65,7 +65,10 @@ export type AutoApprovalRule = Static<typeof AutoApprovalRuleSchema>
 export const autoApprovalRuleChecker = compileChecker(AutoApprovalRuleSchema)
 
 /** Whether a rule takes a patch. */
-export function ruleMatches(rule: AutoApprovalRule, patch: CatalogPatch): boolean {
+export function ruleMatches(
+  rule: AutoApprovalRule,
+  patch: Pick<CatalogPatch, 'classification' | 'severity' | 'product'>,
+): boolean {
   if (rule.classifications?.length && !rule.classifications.includes(patch.classification)) return false
   if (rule.severities?.length && !rule.severities.includes(patch.severity)) return false
   if (rule.products?.length && !rule.products.some((p) => globMatch(p, patch.product))) return false

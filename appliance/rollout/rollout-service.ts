@@ -62,8 +62,11 @@ const KEY = 'rollout:'
 export class RolloutService {
   readonly #d: RolloutServiceDeps
   #timer: NodeJS.Timeout | undefined
+  /** When the scheduled poll fires (epoch ms, real time). */
+  #timerAt = Number.POSITIVE_INFINITY
   #running: Promise<void> = Promise.resolve()
   #started = false
+  #lastPollEnd = 0
 
   constructor(deps: RolloutServiceDeps) {
     this.#d = deps
@@ -81,13 +84,32 @@ export class RolloutService {
     await this.#running
   }
 
+  /**
+   * Something a rollout may act on happened (a device reported): poll soon rather than at the
+   * next 15 s tick — 250 ms later, to take a burst of reports in one pass, and at most one
+   * pass per second.
+   */
+  nudge(): void {
+    if (!this.#started) return
+    const at = Math.max(Date.now() + 250, this.#lastPollEnd + 1000)
+    if (at < this.#timerAt) this.#schedule(at - Date.now())
+  }
+
   #schedule(ms: number): void {
     clearTimeout(this.#timer)
+    this.#timerAt = Number.POSITIVE_INFINITY
     if (!this.#started) return
+    this.#timerAt = Date.now() + ms
     this.#timer = setTimeout(() => {
-      this.#running = this.poll()
+      this.#timerAt = Number.POSITIVE_INFINITY
+      // One pass at a time: a nudge during a pass queues the next one behind it.
+      this.#running = this.#running
+        .then(() => this.poll())
         .catch((err) => this.#d.log.error({ err }, 'rollout poll failed'))
-        .finally(() => this.#schedule(this.#d.pollMs ?? 15_000))
+        .finally(() => {
+          this.#lastPollEnd = Date.now()
+          if (this.#timerAt === Number.POSITIVE_INFINITY) this.#schedule(this.#d.pollMs ?? 15_000)
+        })
     }, ms)
     this.#timer.unref()
   }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { Clock } from '../../shared/clock.ts'
 import type { ApplianceCore } from '../core.ts'
 import { WanCounters } from '../metrics/wan-counters.ts'
+import { ruleMatches } from '../policy/approvals.ts'
 import { AptFeed } from './apt-feed.ts'
 import { BundleCache } from './bundle-cache.ts'
 import type { FeedAdapter, IndexFetcher } from './feed-types.ts'
@@ -111,6 +112,11 @@ export function createUpstream(core: ApplianceCore, deps: { clock: Clock; log: L
       return { bundleId: record.bundleId }
     },
     autoDownload: config.autoDownload,
+    // What an auto-approval rule would approve is fetched ahead: approval then finds it ready.
+    prefetch: async () => {
+      const rules = await core.approvals.rules()
+      return (a) => rules.some((rule) => ruleMatches(rule, a))
+    },
     syncIntervalMs: config.syncIntervalMinutes * 60_000,
     onEvent: async ({ type, entry, by }) => {
       // A patch new to the catalog: the auto-approval rules look at it first.

@@ -6,7 +6,7 @@ import { enrollNewAgent, ingestSmallBundle, openTestAppliance, type TestApplianc
 import { BundleCache } from './bundle-cache.ts'
 import type { FeedArtifact } from './feed-types.ts'
 import { UpstreamCatalog } from './upstream-catalog.ts'
-import { type ArtifactFetcher, UpstreamService } from './upstream-service.ts'
+import { type ArtifactFetcher, UpstreamService, type UpstreamServiceDeps } from './upstream-service.ts'
 import { VendorFeed } from './vendor-feed.ts'
 import { entry, type FeedServer, feedBytes, feedDoc, startFeedServer, T0 } from './vendor-feed-test-helpers.ts'
 import { WanDownloader } from './wan-downloader.ts'
@@ -66,7 +66,9 @@ describe('UpstreamService (real feed server, WAN downloader, LevelDB and content
     await t.cleanup()
   })
 
-  function makeService(options: { quotaBytes?: number; emergency?: boolean } = {}) {
+  function makeService(
+    options: { quotaBytes?: number; emergency?: boolean; prefetch?: UpstreamServiceDeps['prefetch'] } = {},
+  ) {
     const upstream = new UpstreamCatalog(t.core.db)
     const cache = new BundleCache({
       db: t.core.db,
@@ -98,6 +100,7 @@ describe('UpstreamService (real feed server, WAN downloader, LevelDB and content
       },
       autoDownload: { severities: [], classifications: [], emergency: options.emergency ?? true },
       syncIntervalMs: 3_600_000,
+      ...(options.prefetch ? { prefetch: options.prefetch } : {}),
       clock: t.clock,
       log: silentLogger(),
     })
@@ -132,6 +135,27 @@ describe('UpstreamService (real feed server, WAN downloader, LevelDB and content
     expect(feedState).toMatchObject({ kind: 'patchswarm', artifacts: 2 })
     expect(feedState?.generated).toBeDefined()
     expect(server.requests.filter((r) => r === '/files/routine.bin')).toHaveLength(0)
+  })
+
+  it('prefetches what policy wants (an auto-approval rule) and leaves the rest available', async () => {
+    server.files.set(
+      '/feed.json',
+      feedBytes(
+        feedDoc([
+          artifactEntry('critical', randomBytes(40_000), { severity: 'critical' }),
+          artifactEntry('low', randomBytes(30_000), { severity: 'low' }),
+        ]),
+      ),
+    )
+    const { service, upstream } = makeService({
+      prefetch: async () => (a) => a.severity === 'critical',
+    })
+    await service.syncNow()
+    expect(await upstream.get('acme/critical')).toMatchObject({ state: 'queued', requestedBy: 'auto-approval' })
+    expect((await upstream.get('acme/low'))?.state).toBe('available')
+    await service.start()
+    await until(async () => ((await upstream.get('acme/critical'))?.state === 'ready' ? true : undefined))
+    expect(server.requests.filter((r) => r === '/files/low.bin')).toHaveLength(0)
   })
 
   it('ten requests for the same artifact cause exactly one WAN download', async () => {

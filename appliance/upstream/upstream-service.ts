@@ -30,6 +30,11 @@ export interface UpstreamServiceDeps {
   /** Turns a verified artifact file into a signed bundle; returns its id. */
   ingest: (path: string, artifact: FeedArtifact, signal: AbortSignal) => Promise<{ bundleId: string }>
   autoDownload: UpstreamConfig['autoDownload']
+  /**
+   * Asked once per feed sync: which new artifacts policy already wants (the auto-approval
+   * rules), so they are downloaded over the WAN before anyone deploys them. Absent = none.
+   */
+  prefetch?: () => Promise<(artifact: FeedArtifact) => boolean>
   syncIntervalMs: number
   clock: Clock
   log: Logger
@@ -140,6 +145,11 @@ export class UpstreamService {
       return { feedId: feed.id, ok: false, artifacts: 0, added: 0, skipped: 0, error }
     }
     const existing = new Map((await catalog.list({ feedId: feed.id })).map((e) => [e.ref, e]))
+    const policyWants =
+      (await this.#d.prefetch?.().catch((err: unknown) => {
+        log.warn({ err }, 'auto-approval rules not read; no prefetch this sync')
+        return undefined
+      })) ?? (() => false)
     const ops: StateBatchOp[] = []
     const toFetch: string[] = []
     let added = 0
@@ -162,9 +172,10 @@ export class UpstreamService {
         firstSeen: old?.firstSeen ?? now,
         lastSeen: now,
       }
-      if (this.#wanted(artifact)) {
+      const why = this.#wanted(artifact) ? 'auto-download' : policyWants(artifact) ? 'auto-approval' : undefined
+      if (why) {
         entry.state = 'queued'
-        entry.requestedBy = 'auto-download'
+        entry.requestedBy = why
         entry.requestedAt = now
         toFetch.push(ref)
       }
@@ -192,7 +203,7 @@ export class UpstreamService {
     await catalog.batch(ops)
     for (const ref of toFetch) {
       const entry = await catalog.get(ref)
-      if (entry) await this.#d.onEvent?.({ type: 'requested', entry, by: 'auto-download' })
+      if (entry) await this.#d.onEvent?.({ type: 'requested', entry, by: entry.requestedBy ?? 'auto-download' })
       this.#run(ref)
     }
     if (listing.skipped.length > 0)
