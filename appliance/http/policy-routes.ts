@@ -1,10 +1,14 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isPswError } from '../../shared/errors.ts'
 import { Timestamp } from '../../shared/metadata/common-schema.ts'
 import type { Catalog } from '../catalog.ts'
 import { type Actor, type ApprovalStore, catalogPatches } from '../policy/approval-store.ts'
 import { AutoApprovalRuleSchema } from '../policy/approvals.ts'
 import type { GroupStore } from '../policy/groups.ts'
+import { type PlanDeployRequest, PlanDeployRequestSchema, rolloutsFromPlan } from '../policy/plan-rollouts.ts'
+import type { RolloutService } from '../rollout/rollout-service.ts'
+import { rolloutView } from './rollout-routes.ts'
 
 const BundleParams = Type.Object(
   { bundleId: Type.String({ pattern: '^[0-9a-f]{64}$' }) },
@@ -30,7 +34,7 @@ const DecisionBody = Type.Object(
  */
 export function registerPolicyRoutes(
   app: FastifyInstance,
-  deps: { catalog: Catalog; approvals: ApprovalStore; groups: GroupStore },
+  deps: { catalog: Catalog; approvals: ApprovalStore; groups: GroupStore; rollouts?: RolloutService },
   auth: { requireAdmin: (r: FastifyRequest) => Promise<void>; localOrAdmin: (r: FastifyRequest) => Promise<void> },
 ): void {
   const actor: Actor = { type: 'api-token', id: 'admin-token' }
@@ -84,4 +88,34 @@ export function registerPolicyRoutes(
     const result = await deps.approvals.plan(groups)
     return { groups: Object.fromEntries(result) }
   })
+
+  const rollouts = deps.rollouts
+  if (rollouts) {
+    // The plan, deployed: one rollout per planned patch with the given ring template.
+    app.post<{ Body: PlanDeployRequest }>(
+      '/api/v1/plan/rollouts',
+      { onRequest: auth.requireAdmin, schema: { body: PlanDeployRequestSchema } },
+      async (request, reply) => {
+        const groups = (await deps.groups.list()).map((g) => g.id)
+        const existing = (await rollouts.list()).filter((r) => r.status !== 'cancelled' && r.status !== 'rolled-back')
+        const planned = rolloutsFromPlan(await deps.approvals.plan(groups), request.body, {
+          bundleIds: new Set(existing.map((r) => r.spec.bundleId)),
+          rolloutOf: (bundleId) => existing.find((r) => r.spec.bundleId === bundleId)?.spec.id,
+        })
+        const created = []
+        const failed = []
+        for (const spec of planned.specs) {
+          try {
+            created.push(rolloutView(await rollouts.create(spec, actor)))
+          } catch (err) {
+            // One patch that cannot start (an id taken, a decline meanwhile) does not stop the others.
+            if (!isPswError(err)) throw err
+            failed.push({ bundleId: spec.bundleId, id: spec.id, error: { code: err.code, message: err.message } })
+          }
+        }
+        reply.code(created.length > 0 ? 201 : 200)
+        return { created, skipped: planned.skipped, failed }
+      },
+    )
+  }
 }

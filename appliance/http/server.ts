@@ -150,7 +150,12 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   if (deps.rollouts) registerRolloutRoutes(app, deps.rollouts, { requireAdmin, localOrAdmin })
   registerPolicyRoutes(
     app,
-    { catalog: core.catalog, approvals: core.approvals, groups: core.groups },
+    {
+      catalog: core.catalog,
+      approvals: core.approvals,
+      groups: core.groups,
+      ...(deps.rollouts ? { rollouts: deps.rollouts } : {}),
+    },
     { requireAdmin, localOrAdmin },
   )
 
