@@ -5,29 +5,43 @@ import { isAbsolute, join, normalize, relative, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
-import { InstallError, isPswError, PswError } from '../shared/errors.ts'
+import { hasCode, InstallError, isPswError, PswError } from '../shared/errors.ts'
 import { readBodyLimited } from '../shared/http/read-limited.ts'
-import type { Assignment, AssignmentWindows } from '../shared/metadata/assignment-schema.ts'
+import type { AssignedBundleT, Assignment, AssignmentWindows } from '../shared/metadata/assignment-schema.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
 import { privateKeyFromBytes } from '../shared/p2p/p2p-node.ts'
-import { type AgentReportT, checkAnnounceResponse } from '../shared/protocol/control-protocol.ts'
+import {
+  type AgentReportT,
+  type BundleReportT,
+  checkAnnounceResponse,
+  MAX_REPORTED_BUNDLES,
+} from '../shared/protocol/control-protocol.ts'
 import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
-import { BundleStates } from './bundle-state.ts'
+import {
+  type BundleState,
+  BundleStates,
+  boundLog,
+  errorInfo,
+  failureTexts,
+  installFailure,
+  reportedState,
+} from './bundle-state.ts'
 import { type AgentConfig, agentLayout, readAgentConfig, writeAgentConfig } from './data-dir.ts'
-import { installDecision } from './install-gate.ts'
+import { installDecision, rollbackDecision } from './install-gate.ts'
 import { checkSupported, createAgentInstallRouter, filesInstall } from './install-support.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
+import { createProcessRunner, type ProcessRunner } from './installer/process-runner.ts'
 import { createAgentInventory } from './inventory/inventory.ts'
 import { MetadataGuard } from './metadata-guard.ts'
 import { type AgentNetwork, startAgentNetwork } from './network.ts'
+import { currentBootId, RebootKeeper } from './reboot.ts'
+import { fitReport } from './report-fit.ts'
 import { AgentSwarm } from './swarm/agent-swarm.ts'
 import { readVerified } from './verified-reader.ts'
 
 export const AGENT_SCHEMA_VERSION = 1
 export const AGENT_VERSION = '0.1.0'
-const MAX_REPORTED_BUNDLES = 256
-const REPORTED_ERROR_CHARS = 400
 
 export interface AgentOptions {
   dataDir: string
@@ -45,6 +59,12 @@ export interface AgentOptions {
   mdns?: boolean
   /** Download (and seed) assigned bundles but do not install them. */
   downloadOnly?: boolean
+  /** Override of the configured reboot command (argv, no shell). */
+  rebootCommand?: string[]
+  /** Runs the reboot command (tests inject a fake). Default: the real process runner. */
+  runner?: ProcessRunner
+  /** This boot's id (tests inject one). Default: the kernel's boot_id, else the boot time. */
+  bootId?: () => Promise<string>
 }
 
 export interface Agent {
@@ -66,15 +86,14 @@ function isTransportError(err: unknown): boolean {
   return !isPswError(err) || TRANSPORT_CODES.has(err.code)
 }
 
-const errorInfo = (err: unknown) =>
-  isPswError(err)
-    ? { code: err.code, message: err.message.slice(0, 2000) }
-    : { code: 'PSW_ERR_INTERNAL', message: String(err).slice(0, 2000) }
-
 /**
  * The endpoint program: pulls its signed assignment from the appliance, verifies every
  * document and every chunk, downloads with bounded memory, installs with the installer the
- * manifest names (health-checked; rolled back on failure) and reports what happened.
+ * manifest names (health-checked; rolled back on failure) inside the maintenance windows, and
+ * reports what happened. A bundle assigned with action `rollback` is undone (site-wide
+ * rollback, also inside the windows); the rollback snapshots stay until a bundle leaves the
+ * assignment. A reboot an install needs runs at the end of a cycle, inside a window that
+ * allows reboots, when a reboot command is configured (reboot.ts).
  */
 export async function createAgent(options: AgentOptions): Promise<Agent> {
   const { clock, log } = options
@@ -97,6 +116,15 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     files: installer,
     log,
   })
+  const reboots = new RebootKeeper({
+    db,
+    states,
+    command: options.rebootCommand ?? config.rebootCommand,
+    runner: options.runner ?? createProcessRunner(),
+    bootId: options.bootId ?? currentBootId,
+    now,
+    log: log.child({ component: 'agent:reboot' }),
+  })
   const downloadRate = options.downloadBytesPerSecond ?? config.downloadBytesPerSecond ?? 0
   const rateLimit = new TokenBucket({ rate: downloadRate, burst: Math.max(1 << 20, downloadRate / 4), clock })
   let network: AgentNetwork | undefined
@@ -105,8 +133,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   let members = new Set<string>((await db.get<string[]>('members:list')) ?? [])
   let refused: { code: string; message: string } | undefined
   let assignmentVersion: number | undefined
-  /** Bundle ids of the newest accepted assignment (undefined until one was fetched). */
-  let currentBundles: Set<string> | undefined
+  /** Bundle ids of the newest accepted assignment and their actions (undefined until one was fetched). */
+  let currentActions: Map<string, AssignedBundleT['action']> | undefined
+  /** The windows of the assignment accepted in this run (reboots wait for one). */
+  let acceptedPolicy: AssignmentWindows | undefined
   const stopping = new AbortController()
   let loop: Promise<void> | undefined
   // Sent when its digest changes (and every 6 h), after the status report of a cycle.
@@ -122,24 +152,24 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     if (!network) return
     // Only what is assigned now: the report stays within its limit however many bundles
     // this agent has installed over its life.
-    const bundles = (await states.list())
-      .filter((b) => currentBundles === undefined || currentBundles.has(b.bundleId))
+    const bundles: BundleReportT[] = (await states.list())
+      .filter((b) => currentActions === undefined || currentActions.has(b.bundleId))
       .slice(-MAX_REPORTED_BUNDLES)
-      // Live counters of an open swarm session (bytes served keep growing while seeding).
-      .map(({ manifestVersion: _m, updatedAt: _u, installFailedUnder: _f, ...b }) => {
-        const live = swarm?.get(b.bundleId)?.counters
-        // Error messages are cut to REPORTED_ERROR_CHARS so 256 failed bundles still fit the
-        // control protocol's 256 KiB frame (the full message is in the agent's log).
-        const error = b.error && { code: b.error.code, message: b.error.message.slice(0, REPORTED_ERROR_CHARS) }
-        return { ...b, ...(error ? { error } : {}), ...(live ? { transfer: { ...live } } : {}) }
+      .map((s) => {
+        const r = reportedState(s, currentActions?.get(s.bundleId), assignmentVersion)
+        // Live counters of an open swarm session (bytes served keep growing while seeding).
+        const live = swarm?.get(s.bundleId)?.counters
+        return live ? { ...r, transfer: { ...live } } : r
       })
-    const body: AgentReportT = {
+    // Texts (errors, logs) are cut so the request fits the control frame with 256 bundles
+    // (report-fit.ts); the full texts are in the agent's log.
+    const body: AgentReportT = fitReport({
       agentVersion: AGENT_VERSION,
       hostname: config.hostname || hostname(),
       ...(assignmentVersion === undefined ? {} : { assignmentVersion }),
       ...(refused ? { refused } : {}),
       bundles,
-    }
+    })
     await network.control({ op: 'report', report: body }, AbortSignal.timeout(10_000)).catch((err) => {
       log.warn({ err }, 'status report failed; will retry next cycle')
     })
@@ -166,12 +196,60 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
 
   /** Per bundle, the next opening last logged as "waiting for the maintenance window". */
   const waitingLogged = new Map<string, number | undefined>()
+  const logWaiting = (bundleId: string, what: 'install' | 'rollback', reason: string, nextAt: number | undefined) => {
+    if (waitingLogged.has(bundleId) && waitingLogged.get(bundleId) === nextAt) return
+    waitingLogged.set(bundleId, nextAt)
+    log.info(
+      {
+        bundleId: bundleId.slice(0, 12),
+        action: what,
+        reason,
+        ...(nextAt === undefined ? {} : { nextInstallAt: new Date(nextAt).toISOString() }),
+      },
+      'waiting for the maintenance window',
+    )
+  }
 
-  const handleBundle = async (entry: Assignment['bundles'][number], policy: AssignmentWindows) => {
+  /**
+   * Fetches and verifies the bundle's signed manifest. Undefined when it was not fetched (a
+   * transport failure: the state stays as it is, next cycle tries again) or was refused (then
+   * the bundle is `failed` with the refusal, which the next report also carries as `refused`).
+   */
+  const fetchManifest = async (
+    entry: AssignedBundleT,
+    refusedState: Omit<BundleState, 'updatedAt' | 'state' | 'chunksHave' | 'chunksTotal'>,
+  ): Promise<Manifest | undefined> => {
+    try {
+      const envelope = await network!.control(
+        { op: 'get-manifest', bundleId: entry.bundleId },
+        AbortSignal.timeout(30_000),
+      )
+      return await guard.acceptManifest(envelope, { bundleId: entry.bundleId, version: entry.manifestVersion })
+    } catch (err) {
+      if (isTransportError(err)) {
+        // Not a verdict on the metadata: try again next cycle, keep the state as it is.
+        log.warn({ bundleId: entry.bundleId.slice(0, 12), ...errorInfo(err) }, 'manifest not fetched; will retry')
+        return undefined
+      }
+      refused = errorInfo(err)
+      log.warn({ bundleId: entry.bundleId, ...refused }, 'manifest refused')
+      await states.put({ ...refusedState, state: 'failed', chunksHave: 0, chunksTotal: 0, error: refused })
+      return undefined
+    }
+  }
+
+  /** Stops offering a bundle to peers and deletes its downloaded copy. */
+  const dropDownload = async (bundleId: string) => {
+    if (swarm?.get(bundleId)) await swarm.close(bundleId)
+    await rm(join(layout.downloads, `${bundleId}.part`), { force: true })
+  }
+
+  const handleInstall = async (entry: AssignedBundleT, policy: AssignmentWindows) => {
     const previous = await states.get(entry.bundleId)
-    // An install that failed under this very assignment waits for a re-issued one (a retry).
+    // An install that failed (or was rolled back after failing) under this very assignment
+    // waits for a re-issued one (a retry).
     if (
-      previous?.state === 'failed' &&
+      (previous?.state === 'failed' || previous?.state === 'rolled-back') &&
       previous.installFailedUnder !== undefined &&
       previous.installFailedUnder === assignmentVersion
     )
@@ -180,6 +258,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     // Installed and seeding (or nothing left to seed from): nothing to do.
     if (
       previous?.state === 'installed' &&
+      previous.action === undefined &&
       previous.manifestVersion === entry.manifestVersion &&
       (swarm?.get(entry.bundleId) || !existsSync(partPath))
     )
@@ -197,20 +276,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       manifestVersion: entry.manifestVersion,
       transfer: previous?.transfer ?? { bytesFromAppliance: 0, bytesFromPeers: 0, bytesServed: 0 },
     }
-    let manifest: Manifest
+    const manifest = await fetchManifest(entry, base)
+    if (manifest === undefined) return
     try {
-      const envelope = await network!.control(
-        { op: 'get-manifest', bundleId: entry.bundleId },
-        AbortSignal.timeout(30_000),
-      )
-      manifest = await guard.acceptManifest(envelope, { bundleId: entry.bundleId, version: entry.manifestVersion })
       checkSupported(manifest)
     } catch (err) {
-      if (isTransportError(err)) {
-        // Not a verdict on the metadata: try again next cycle, keep the state as it is.
-        log.warn({ bundleId: entry.bundleId.slice(0, 12), ...errorInfo(err) }, 'manifest not fetched; will retry')
-        return
-      }
       refused = errorInfo(err)
       log.warn({ bundleId: entry.bundleId, ...refused }, 'manifest refused')
       await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: 0, error: refused })
@@ -218,10 +288,20 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
     const total = manifest.content.chunks.length
     // The same content under a newer manifest (refresh, re-ingest), or a crash between the
-    // installer's commit and ours: the bytes are in place, nothing to download.
+    // installer's journal and ours: the bytes are in place, nothing to download.
     const already = await installedAt(manifest)
     if (already === 'here') {
-      await states.put({ ...base, state: 'installed', chunksHave: total, chunksTotal: total })
+      // What the install reported (health, reboot, release) stays with it.
+      const kept =
+        previous?.state === 'installed'
+          ? {
+              ...(previous.health ? { health: previous.health } : {}),
+              ...(previous.log !== undefined ? { log: previous.log } : {}),
+              ...(previous.rebootRequired ? { rebootRequired: true, rebootBootId: previous.rebootBootId } : {}),
+              ...(previous.released ? { released: true as const } : {}),
+            }
+          : {}
+      await states.put({ ...base, ...kept, state: 'installed', chunksHave: total, chunksTotal: total })
       // The downloaded copy is still here: seed it to the site's other agents.
       if (existsSync(partPath) && !swarm!.get(manifest.bundleId)) {
         const session = await swarm!.session(manifest, partPath, base.transfer)
@@ -244,7 +324,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         previous?.state === 'downloaded' &&
         previous.manifestVersion === entry.manifestVersion &&
         swarm!.get(entry.bundleId)?.complete === true
-      let state = previous!
+      let downloadSeconds = waiting ? previous.downloadSeconds : undefined
       if (!waiting) {
         await states.put({ ...base, state: 'downloading', chunksHave: 0, chunksTotal: total })
         // Downloads from peers and the appliance at once, and seeds what it has meanwhile.
@@ -258,13 +338,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           }
         })
         base.transfer = { ...session.counters }
-        state = await states.put({
-          ...base,
-          state: 'downloaded',
-          chunksHave: total,
-          chunksTotal: total,
-          downloadSeconds: result.seconds,
-        })
+        downloadSeconds = result.seconds
+        await states.put({ ...base, state: 'downloaded', chunksHave: total, chunksTotal: total, downloadSeconds })
         log.info(
           { bundleId: manifest.bundleId.slice(0, 12), ...result, ...base.transfer, requests: session.outcomes },
           'download complete and verified',
@@ -285,23 +360,19 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         now: clock.now(),
       })
       if (!gate.install) {
-        if (!waitingLogged.has(entry.bundleId) || waitingLogged.get(entry.bundleId) !== gate.nextAt) {
-          waitingLogged.set(entry.bundleId, gate.nextAt)
-          log.info(
-            {
-              bundleId: manifest.bundleId.slice(0, 12),
-              reason: gate.reason,
-              ...(gate.nextAt === undefined ? {} : { nextInstallAt: new Date(gate.nextAt).toISOString() }),
-            },
-            'waiting for the maintenance window',
-          )
-        }
+        logWaiting(entry.bundleId, 'install', gate.reason, gate.nextAt)
         return
       }
       waitingLogged.delete(entry.bundleId)
       if (gate.reason !== 'no-windows')
         log.info({ bundleId: manifest.bundleId.slice(0, 12), reason: gate.reason }, 'installing inside the window')
-      await states.put({ ...state, state: 'installing' })
+      const done = {
+        ...base,
+        chunksHave: total,
+        chunksTotal: total,
+        ...(downloadSeconds === undefined ? {} : { downloadSeconds }),
+      }
+      await states.put({ ...done, state: 'installing' })
       installing = true
       const targetRoot = manifest.install.type === 'files' ? targetFor(manifest) : undefined
       if (targetRoot !== undefined) await mkdir(targetRoot, { recursive: true })
@@ -310,9 +381,16 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         openVerified: () => readVerified(partPath, manifest),
         ...(targetRoot === undefined ? {} : { targetRoot }),
       })
-      await states.put({ ...state, state: 'installed' })
+      // A reboot it needs is run at the end of the cycle, inside a window that allows it
+      // (reboot.ts); until the device has rebooted the bundle reports rebootRequired.
+      await states.put({
+        ...done,
+        state: 'installed',
+        log: boundLog(outcome.log),
+        ...(outcome.health ? { health: { ok: outcome.health.ok, log: boundLog(outcome.health.log) } } : {}),
+        ...(outcome.rebootRequired ? { rebootRequired: true, rebootBootId: await reboots.bootId() } : {}),
+      })
       // The downloaded copy stays while the bundle is assigned: other agents fetch it from here.
-      // A reboot it needs is only reported; the rollout engine decides when (inside a window).
       log.info(
         {
           bundleId: manifest.bundleId.slice(0, 12),
@@ -333,10 +411,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       )
       await states.put({
         ...base,
-        state: 'failed',
+        ...(installing ? installFailure(err) : { state: 'failed' as const, error }),
         chunksHave: 0,
         chunksTotal: total,
-        error,
         ...(installing && assignmentVersion !== undefined ? { installFailedUnder: assignmentVersion } : {}),
       })
       // A downloaded file that fails its checks while installing is discarded. A download
@@ -350,6 +427,133 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       }
     }
   }
+
+  /**
+   * A site-wide rollback (assignment action `rollback`): undo this bundle's install here, if it
+   * is installed, inside the maintenance windows like an install (emergency: at once). The
+   * bundle is not downloaded for it, and no longer seeded. Where nothing is installed the
+   * answer is `rolled-back` at once, with a detail saying there was nothing to undo. Whether it
+   * is installed is the installer's journal's word, so a rollback cut short by kill -9 (which
+   * the installers' recovery finishes at start) is never run twice.
+   */
+  const handleRollback = async (entry: AssignedBundleT, policy: AssignmentWindows) => {
+    const previous = await states.get(entry.bundleId)
+    // Answered already: undone (or nothing to undo), or failed under this very assignment.
+    if (
+      previous?.action === 'rollback' &&
+      (previous.state === 'rolled-back' ||
+        (previous.state === 'failed' &&
+          previous.installFailedUnder !== undefined &&
+          previous.installFailedUnder === assignmentVersion))
+    )
+      return
+    await dropDownload(entry.bundleId)
+    const base = {
+      bundleId: entry.bundleId,
+      manifestVersion: entry.manifestVersion,
+      transfer: previous?.transfer ?? { bytesFromAppliance: 0, bytesFromPeers: 0, bytesServed: 0 },
+      action: 'rollback' as const,
+    }
+    // The manifest names the installer (and whether it can roll back); its content is not needed.
+    const manifest = await fetchManifest(entry, base)
+    if (manifest === undefined) return
+    const total = manifest.content.chunks.length
+    const short = entry.bundleId.slice(0, 12)
+    const failed = async (error: { code: string; message: string }, extra: Partial<BundleState> = {}) => {
+      log.error({ bundleId: short, ...error }, 'rollback failed')
+      await states.put({
+        ...base,
+        ...extra,
+        state: 'failed',
+        chunksHave: 0,
+        chunksTotal: total,
+        error,
+        ...(assignmentVersion === undefined ? {} : { installFailedUnder: assignmentVersion }),
+      })
+    }
+    let status: string | undefined
+    try {
+      checkSupported(manifest)
+      status = await installs.status(manifest)
+    } catch (err) {
+      // An installer this agent lacks never installed anything here; a journal it cannot
+      // read (corrupt) leaves nobody able to tell what to undo.
+      if (!hasCode(err, 'PSW_ERR_INSTALLER_UNSUPPORTED')) {
+        await failed({ code: 'PSW_ERR_ROLLBACK_FAILED', message: errorInfo(err).message })
+        return
+      }
+    }
+    const decision = rollbackDecision({
+      installed: status === 'installed',
+      rollbackType: manifest.rollback.type,
+      windows: policy.windows,
+      spreadSeconds: policy.spreadSeconds,
+      emergency: entry.emergency === true,
+      maxRunSeconds: manifest.install.maxRunSeconds,
+      peerId: config.peerId,
+      now: clock.now(),
+    })
+    switch (decision.act) {
+      case 'nothing': {
+        const detail = status === 'rolled-back' ? 'already rolled back here' : 'not installed here'
+        log.info({ bundleId: short, installer: status ?? 'none' }, `${detail}; nothing to roll back`)
+        await states.put({
+          ...base,
+          state: 'rolled-back',
+          chunksHave: 0,
+          chunksTotal: total,
+          detail: `${detail}; nothing to roll back`,
+        })
+        return
+      }
+      case 'refuse':
+        await failed({
+          code: 'PSW_ERR_ROLLBACK_UNAVAILABLE',
+          message: `${manifest.patch.name} ${manifest.patch.version} declares no rollback (${manifest.install.type} installer); it stays installed`,
+        })
+        return
+      case 'wait': {
+        logWaiting(entry.bundleId, 'rollback', decision.reason, decision.nextAt)
+        const detail = 'installed; waiting for the maintenance window to roll back'
+        if (previous?.action !== 'rollback' || previous.detail !== detail || previous.state !== 'installed') {
+          const kept = previous?.state === 'installed' ? previous : undefined
+          await states.put({
+            ...(kept ?? { chunksHave: 0, chunksTotal: total }),
+            ...base,
+            state: 'installed',
+            detail,
+          })
+        }
+        return
+      }
+      case 'rollback': {
+        waitingLogged.delete(entry.bundleId)
+        log.info({ bundleId: short, patch: manifest.patch.name, reason: decision.reason }, 'rolling back (site-wide)')
+        try {
+          const result = await installs.rollback(manifest)
+          await states.put({
+            ...base,
+            state: 'rolled-back',
+            chunksHave: 0,
+            chunksTotal: total,
+            log: boundLog(result.log),
+          })
+          log.info({ bundleId: short, patch: manifest.patch.name }, 'bundle rolled back')
+        } catch (err) {
+          const details = isPswError(err) ? err.details : undefined
+          // Refused (nothing changed) keeps its own code; anything else is a failed rollback.
+          const error = hasCode(err, 'PSW_ERR_ROLLBACK_UNAVAILABLE')
+            ? errorInfo(err)
+            : { code: 'PSW_ERR_ROLLBACK_FAILED', message: errorInfo(err).message }
+          await failed(error, failureTexts(details))
+        }
+        return
+      }
+    }
+  }
+
+  const handleBundle = (entry: AssignedBundleT, policy: AssignmentWindows) =>
+    entry.action === 'rollback' ? handleRollback(entry, policy) : handleInstall(entry, policy)
 
   /** Fetches the signed member list; the gater admits exactly these peers from now on. */
   const refreshMembers = async () => {
@@ -368,12 +572,33 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
 
   /** Bundles no longer assigned: stop seeding them and delete the downloaded copy. */
   const dropUnassigned = async () => {
-    if (!swarm || currentBundles === undefined) return
+    if (!swarm || currentActions === undefined) return
     for (const bundleId of swarm.bundleIds()) {
-      if (currentBundles.has(bundleId)) continue
+      if (currentActions.has(bundleId)) continue
       await swarm.close(bundleId)
       await rm(join(layout.downloads, `${bundleId}.part`), { force: true })
       log.info({ bundleId: bundleId.slice(0, 12) }, 'bundle no longer assigned; stopped seeding it')
+    }
+  }
+
+  /**
+   * Installed bundles that left the assignment: the installers drop their rollback snapshots
+   * (previous .deb, backups). Until then a site-wide rollback can still undo them; after it,
+   * the install stays as it is for good.
+   */
+  const releaseUnassigned = async () => {
+    if (currentActions === undefined) return
+    for (const s of await states.list()) {
+      if (currentActions.has(s.bundleId) || s.released || s.state !== 'installed') continue
+      try {
+        await installs.release(s.bundleId)
+        const { updatedAt: _u, ...rest } = s
+        await states.put({ ...rest, released: true })
+        await rm(join(layout.downloads, `${s.bundleId}.part`), { force: true })
+        log.info({ bundleId: s.bundleId.slice(0, 12) }, 'bundle no longer assigned; released its rollback snapshot')
+      } catch (err) {
+        log.warn({ bundleId: s.bundleId.slice(0, 12), ...errorInfo(err) }, 'release failed; will retry')
+      }
     }
   }
 
@@ -421,10 +646,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     let assignment: Assignment | undefined
     try {
       const envelope = await fetchAssignment()
-      if (envelope === null) currentBundles = new Set()
+      if (envelope === null) currentActions = new Map()
       else {
         assignment = await guard.acceptAssignment(envelope)
-        currentBundles = new Set(assignment.bundles.map((b) => b.bundleId))
+        currentActions = new Map(assignment.bundles.map((b) => [b.bundleId, b.action]))
+        acceptedPolicy = { windows: assignment.windows, spreadSeconds: assignment.spreadSeconds }
         assignmentVersion = assignment.version
         refused = undefined
       }
@@ -436,6 +662,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
     await refreshMembers()
     await dropUnassigned()
+    await releaseUnassigned()
     for (const entry of assignment?.bundles ?? []) {
       if (stopping.signal.aborted) break
       await handleBundle(entry, { windows: assignment!.windows, spreadSeconds: assignment!.spreadSeconds })
@@ -445,6 +672,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       (body, signal) => network!.control({ op: 'inventory', inventory: body }, signal),
       stopping.signal,
     )
+    // Last: the appliance has the cycle's report before the device goes down. Only under an
+    // assignment accepted in this run, whose windows say when rebooting is allowed.
+    if (acceptedPolicy !== undefined && !stopping.signal.aborted) await reboots.afterCycle(acceptedPolicy.windows)
   }
   // One cycle at a time: two would download into the same file and race the version checks.
   let syncing: Promise<void> | undefined
@@ -462,6 +692,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       const recovered = await installs.recover()
       for (const f of recovered.failed)
         log.error({ bundleId: f.bundleId, err: f.error }, 'interrupted install not recovered')
+      // A site-wide rollback that failed midway and was just finished by the installer's
+      // recovery: look at it again in the next cycle instead of waiting for a re-issue.
+      for (const bundleId of recovered.rolledBack) {
+        const s = await states.get(bundleId)
+        if (s?.action !== 'rollback' || s.state !== 'failed' || s.installFailedUnder === undefined) continue
+        const { updatedAt: _u, installFailedUnder: _f, ...rest } = s
+        await states.put(rest)
+      }
       network = await startAgentNetwork({
         privateKey,
         listen: config.listen,

@@ -30,6 +30,8 @@ export function agentLayout(dataDir: string): AgentLayout {
 }
 
 export const AGENT_CONFIG_FORMAT = 'patchswarm.agent-config/1'
+/** Most arguments a configured reboot command may have. */
+export const MAX_REBOOT_ARGS = 32
 
 export const AgentConfigSchema = Type.Object(
   {
@@ -56,6 +58,15 @@ export const AgentConfigSchema = Type.Object(
     maxPeers: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
     /** Find peers on the LAN with mDNS. Default true. */
     mdns: Type.Optional(Type.Boolean()),
+    /**
+     * The command (argv, run without a shell) that reboots this device, e.g.
+     * `["systemctl", "reboot"]`. Absent: the agent never reboots by itself; a reboot an install
+     * needs is only reported. Present: it is run at the end of a sync cycle, inside a
+     * maintenance window that allows reboots, once per pending reboot (agent/reboot.ts).
+     */
+    rebootCommand: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { minItems: 1, maxItems: MAX_REBOOT_ARGS }),
+    ),
   },
   { additionalProperties: false },
 )

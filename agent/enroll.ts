@@ -40,6 +40,8 @@ export interface EnrollOptions {
   listen?: string[]
   /** Find peers with mDNS (off for loopback-only tests). Default true. */
   mdns?: boolean
+  /** The command that reboots this device (argv, no shell); absent = never reboot by itself. */
+  rebootCommand?: string[]
   /** If given, the appliance's root must have this SHA-256 fingerprint (shown by `appliance token`). */
   rootFingerprint?: string
   now?: () => number
@@ -118,6 +120,7 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentConfig> 
     requestWindow: 8,
     downloadBytesPerSecond: 0,
     mdns: options.mdns ?? true,
+    ...(options.rebootCommand ? { rebootCommand: options.rebootCommand } : {}),
   }
   await writeAgentConfig(options.dataDir, config)
   return config

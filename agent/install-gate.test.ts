@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { openSpanAt, spreadStart } from '../shared/policy/window-schedule.ts'
 import type { MaintenanceWindow } from '../shared/policy/window-schema.ts'
 import { seededRandom } from '../shared/swarm/chunk-picker.ts'
-import { installDecision } from './install-gate.ts'
+import { installDecision, rollbackDecision } from './install-gate.ts'
 
 const PEER = '12D3KooWQNUHuPsz4HpZ43qh54SUQsc9EcuuSBTno6Tq31NEDEiN'
 const MIN = 60_000
@@ -171,5 +171,52 @@ describe('installDecision', () => {
       expect(installDecision({ ...input, now: first.nextAt }).install).toBe(true)
       expect(installDecision({ ...input, now: first.nextAt - 1 }).install).toBe(false)
     }
+  })
+})
+
+describe('rollbackDecision (site-wide rollback)', () => {
+  const rb = (over: Partial<Parameters<typeof rollbackDecision>[0]>) =>
+    rollbackDecision({
+      installed: true,
+      rollbackType: 'files-backup',
+      windows: [sunNight],
+      maxRunSeconds: 600,
+      peerId: PEER,
+      now: OPEN + 10 * MIN,
+      ...over,
+    })
+
+  it('not installed here: nothing to undo, answered at once whatever the windows say', () => {
+    expect(rb({ installed: false, now: OPEN - HOUR })).toEqual({ act: 'nothing', reason: 'not-installed' })
+    expect(rb({ installed: false, rollbackType: 'none' })).toEqual({ act: 'nothing', reason: 'not-installed' })
+  })
+
+  it('installed without a rollback: refused at once, not held back until a window', () => {
+    expect(rb({ rollbackType: 'none', now: OPEN - HOUR })).toEqual({ act: 'refuse', reason: 'no-rollback' })
+  })
+
+  it('keeps to the windows like an install: waits while closed, with the next opening', () => {
+    expect(rb({ now: OPEN - HOUR })).toEqual({ act: 'wait', reason: 'closed', nextAt: OPEN })
+    expect(rb({})).toEqual({ act: 'rollback', reason: 'window-open' })
+  })
+
+  it("uses the installer's maxRunSeconds: a rollback that would overrun the close waits", () => {
+    expect(rb({ now: OPEN + 100 * MIN, maxRunSeconds: 30 * 60 })).toEqual({
+      act: 'wait',
+      reason: 'run-exceeds-window',
+      nextAt: OPEN + 7 * 86_400_000,
+    })
+  })
+
+  it('an emergency rollback skips the windows; no windows means any time', () => {
+    expect(rb({ emergency: true, now: OPEN - HOUR })).toEqual({ act: 'rollback', reason: 'emergency' })
+    expect(rb({ windows: undefined, now: OPEN - HOUR })).toEqual({ act: 'rollback', reason: 'no-windows' })
+  })
+
+  it('keeps to the spread like an install', () => {
+    const span = openSpanAt([sunNight], OPEN + 10 * MIN)!
+    const at = spreadStart(span.start, 3600, PEER, { endMs: span.end, maxRunSeconds: 600 })!
+    expect(rb({ spreadSeconds: 3600, now: at - 1 })).toEqual({ act: 'wait', reason: 'spread', nextAt: at })
+    expect(rb({ spreadSeconds: 3600, now: at })).toEqual({ act: 'rollback', reason: 'window-open' })
   })
 })

@@ -1,3 +1,4 @@
+import type { RollbackSpecT } from '../shared/metadata/manifest-schema.ts'
 import { canStartInstall, nextInstallStart, openSpanAt, spreadStart } from '../shared/policy/window-schedule.ts'
 import type { MaintenanceWindow } from '../shared/policy/window-schema.ts'
 
@@ -57,4 +58,33 @@ export function installDecision(input: InstallGateInput): InstallDecision {
   // The slot starts a span after now (the current one, if any, is too short): spread within it.
   const at = spreadStart(slot.start, spreadSeconds, peerId, { endMs: slot.openUntil, maxRunSeconds })
   return { install: false, reason, nextAt: at ?? slot.start }
+}
+
+export interface RollbackGateInput extends InstallGateInput {
+  /** The bundle's installer says it is installed here (journal state `installed`). */
+  installed: boolean
+  /** The manifest's rollback type (`none`: it cannot be undone). */
+  rollbackType: RollbackSpecT['type']
+}
+
+export type RollbackDecision =
+  /** Nothing of it is installed here (never got that far, failed, or rolled back already). */
+  | { act: 'nothing'; reason: 'not-installed' }
+  /** Installed, but declared without rollback: refused at once (there is nothing to wait for). */
+  | { act: 'refuse'; reason: 'no-rollback' }
+  | { act: 'wait'; reason: InstallWaitReason; nextAt?: number }
+  | { act: 'rollback'; reason: 'no-windows' | 'emergency' | 'window-open' }
+
+/**
+ * What to do for a site-wide rollback of a bundle (assignment action `rollback`). Pure. Undoing
+ * an install changes the device as much as installing it, so it keeps to the maintenance
+ * windows exactly like an install — same windows, same spread, the installer's maxRunSeconds —
+ * unless the entry is an emergency. Where there is nothing to undo, the answer comes at once.
+ */
+export function rollbackDecision(input: RollbackGateInput): RollbackDecision {
+  if (!input.installed) return { act: 'nothing', reason: 'not-installed' }
+  if (input.rollbackType === 'none') return { act: 'refuse', reason: 'no-rollback' }
+  const gate = installDecision(input)
+  if (gate.install) return { act: 'rollback', reason: gate.reason }
+  return { act: 'wait', reason: gate.reason, ...(gate.nextAt === undefined ? {} : { nextAt: gate.nextAt }) }
 }

@@ -1,9 +1,10 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { dirEntry, fileEntry, packRaw, tempDir } from '../shared/bundle/test-helpers.ts'
 import { InstallError, type PswError } from '../shared/errors.ts'
 import type { HealthSpecT, Manifest } from '../shared/metadata/manifest-schema.ts'
+import { installFailure } from './bundle-state.ts'
 import { checkSupported, createInstallRouter, filesInstall, installersFor } from './install-support.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
 import type { HealthChecker, HealthResult } from './installer/health-check.ts'
@@ -187,6 +188,38 @@ describe('install router', () => {
     expect(await readFile(join(target, 'etc/app.conf'), 'utf8')).toBe('new\n')
   })
 
+  it('records a health-check failure that was rolled back as rolled-back, one without rollback as failed', async () => {
+    const rolled = createInstallRouter({
+      stateDir: dir,
+      script: fakeInstaller().installer,
+      health: fixedHealth(false),
+      platform: 'linux',
+    })
+    const undone = installFailure(await rolled.install(await scriptManifest()).catch((e) => e))
+    expect(undone).toMatchObject({
+      state: 'rolled-back',
+      error: { code: 'PSW_ERR_INSTALL_FAILED', message: expect.stringMatching(/health check failed.*rolled back/) },
+      health: { ok: false, log: expect.stringMatching(/FAILED/) },
+      log: expect.stringMatching(/\[install\]\nfake install\n\[rollback\]\nfake rollback/),
+    })
+    const kept = createInstallRouter({
+      stateDir: join(dir, 'other'),
+      script: fakeInstaller().installer,
+      health: fixedHealth(false),
+      platform: 'linux',
+    })
+    const b = await scriptManifest({ rollback: { type: 'none' } })
+    expect(installFailure(await kept.install(b).catch((e) => e))).toMatchObject({
+      state: 'failed',
+      error: { code: 'PSW_ERR_INSTALL_FAILED' },
+      health: { ok: false },
+    })
+    expect(installFailure(new Error('boom'))).toEqual({
+      state: 'failed',
+      error: { code: 'PSW_ERR_INTERNAL', message: 'Error: boom' },
+    })
+  })
+
   it('does not roll back when the manifest says rollback none, but still fails the install', async () => {
     const fake = fakeInstaller()
     const router = createInstallRouter({
@@ -223,7 +256,68 @@ describe('install router', () => {
     expect(outcome).toMatchObject({ installer: 'script', rebootRequired: true })
     expect(outcome.health).toBeUndefined()
     expect(health.runs).toBe(0)
-    expect(fake.calls).toEqual(['install', 'commit'])
+    expect(fake.calls).toEqual(['install'])
+  })
+
+  it('keeps every snapshot after a healthy install; release() commits each installer, rollback() runs the right one', async () => {
+    const script = fakeInstaller()
+    const other = fakeInstaller()
+    const router = createInstallRouter({
+      stateDir: dir,
+      script: script.installer,
+      dpkg: other.installer,
+      health: fixedHealth(true),
+      platform: 'linux',
+    })
+    const b = await scriptManifest()
+    await router.install(b)
+    expect(script.calls).toEqual(['install'])
+    expect(await router.rollback(b.manifest)).toEqual({ log: 'fake rollback' })
+    expect(script.calls).toEqual(['install', 'rollback'])
+    await router.release(b.manifest.bundleId)
+    expect(script.calls).toEqual(['install', 'rollback', 'commit'])
+    expect(other.calls).toEqual(['commit'])
+  })
+
+  it('refuses a rollback of a manifest that declares none, without asking the installer', async () => {
+    const fake = fakeInstaller()
+    const router = createInstallRouter({ stateDir: dir, script: fake.installer, platform: 'linux' })
+    const b = await testBundle(join(dir, 'bundles'), 'app', Buffer.from('x'), {
+      install: { type: 'script', interpreter: 'sh', install: 'true', maxRunSeconds: 60 },
+      rollback: { type: 'none' },
+    })
+    await router.install(b)
+    expect(await router.rollback(b.manifest).catch((e: PswError) => e)).toMatchObject({
+      code: 'PSW_ERR_ROLLBACK_UNAVAILABLE',
+    })
+    expect(fake.calls).toEqual(['install'])
+  })
+
+  it('rolls a healthy files install back later (site-wide) to exactly the previous files', async () => {
+    const target = join(dir, 'target')
+    await mkdir(join(target, 'etc'), { recursive: true })
+    await writeFile(join(target, 'etc/app.conf'), 'old\n')
+    const tar = await packRaw([dirEntry('etc'), fileEntry('etc/app.conf', 'new\n'), fileEntry('etc/extra', 'x\n')])
+    const stateDir = join(dir, 'state')
+    const files = createFilesInstaller({ stateDir })
+    const b = await testBundle(join(dir, 'bundles'), 'app', tar, {
+      install: { type: 'files', targetRoot: '/opt/app', maxRunSeconds: 60 },
+      rollback: { type: 'files-backup' },
+      health: healthSpec,
+    })
+    const router = createInstallRouter({ stateDir, files, health: fixedHealth(true), platform: 'linux' })
+    await router.install({ ...b, targetRoot: target })
+    expect(await readFile(join(target, 'etc/app.conf'), 'utf8')).toBe('new\n')
+    expect(await readdir(join(stateDir, 'backups'))).toEqual([b.manifest.bundleId])
+    // Later, in another agent process: the backups are still there.
+    const later = createInstallRouter({ stateDir, files: createFilesInstaller({ stateDir }), platform: 'linux' })
+    await later.recover()
+    await later.rollback(b.manifest)
+    expect(await readFile(join(target, 'etc/app.conf'), 'utf8')).toBe('old\n')
+    expect(await readdir(join(target, 'etc'))).toEqual(['app.conf'])
+    expect(await later.status(b.manifest)).toBe('rolled-back')
+    await later.release(b.manifest.bundleId)
+    expect(await readdir(join(stateDir, 'backups'))).toEqual([])
   })
 
   it('refuses an installer that is not wired', async () => {

@@ -3,7 +3,12 @@
  * manifest's `install.type`, runs the manifest's health check after a successful install, and
  * rolls the install back by itself when the check fails (faults row 17). A marker written before
  * each install makes an install interrupted by `kill -9` — even during its health check — get
- * rolled back at the next start (row 19). Reboots are reported (`rebootRequired`), never done.
+ * rolled back at the next start (row 19). Reboots are reported (`rebootRequired`); the agent
+ * decides when to reboot (agent/reboot.ts).
+ *
+ * A healthy install keeps its rollback snapshot (backups, previous .deb, rollback script) so
+ * that a site-wide rollback can still undo it later; `release()` drops it once the bundle has
+ * left the device's assignment.
  *
  * Installers per platform: linux files, dpkg, script (sh, bash); darwin files, script (sh,
  * bash); win32 files, script (powershell), msi, msu, exe. Anything else is refused with
@@ -25,6 +30,7 @@ import {
   type RecoverResult,
   readOpJournal,
   rollbackFailed,
+  rollbackUnavailable,
   writeOpJournal,
 } from './installer/installer-api.ts'
 import { bundlePaths } from './installer/journal.ts'
@@ -95,7 +101,7 @@ export function filesAdapter(files: FilesInstaller): Installer {
       await files.rollback(bundleId)
       return { log: 'restored the backed-up files and removed the new ones' }
     },
-    commit: async () => {},
+    commit: (bundleId) => files.commit(bundleId),
     recover: () => files.recover(),
     status: (bundleId) => files.status(bundleId),
   }
@@ -104,7 +110,10 @@ export function filesAdapter(files: FilesInstaller): Installer {
 /** A successful install. */
 export interface InstallOutcome {
   installer: InstallType
-  /** Reboot needed to finish (Windows 3010/1641): reported, not acted upon; the health check then waits. */
+  /**
+   * Reboot needed to finish (Windows 3010/1641): reported; the agent reboots inside a window
+   * that allows it when a reboot command is configured. The health check then waits.
+   */
   rebootRequired: boolean
   /** The health check's result; absent when the manifest declares none or a reboot comes first. */
   health?: HealthResult
@@ -136,8 +145,18 @@ export interface InstallRouter {
    * rolled back when the manifest allows), PSW_ERR_ROLLBACK_FAILED, PSW_ERR_INSTALL_BUSY.
    */
   install(request: InstallerRequest): Promise<InstallOutcome>
-  /** Rolls back a completed install of this manifest's bundle. */
+  /**
+   * Rolls back a completed install of this manifest's bundle (a site-wide rollback).
+   * PSW_ERR_ROLLBACK_UNAVAILABLE, with nothing changed, when the manifest declares rollback
+   * `none` (msi, msu, exe always do) or the installer cannot undo it any more;
+   * PSW_ERR_ROLLBACK_FAILED when undoing failed.
+   */
   rollback(manifest: Manifest): Promise<{ log: string }>
+  /**
+   * The bundle left the assignment: every installer drops what it kept for a rollback of it
+   * (a no-op for installers that never installed it). It can no longer be rolled back.
+   */
+  release(bundleId: string): Promise<void>
   /** At agent start: every installer's recover(), then rolls back installs interrupted mid-health-check. */
   recover(): Promise<RecoverResult>
   status(manifest: Manifest): Promise<JournalState | undefined>
@@ -234,7 +253,7 @@ export function createInstallRouter(options: InstallRouterOptions): InstallRoute
         )
       }
     }
-    await installer.commit(bundleId)
+    // No commit here: the snapshot stays for a site-wide rollback until release().
     await done()
     return {
       installer: type,
@@ -243,6 +262,16 @@ export function createInstallRouter(options: InstallRouterOptions): InstallRoute
       log: result.log,
       ...(result.details ? { details: result.details } : {}),
     }
+  }
+
+  async function rollback(manifest: Manifest): Promise<{ log: string }> {
+    if (manifest.rollback.type === 'none') {
+      throw rollbackUnavailable(
+        `${manifest.patch.name} ${manifest.patch.version} declares no rollback (${manifest.install.type} installer)`,
+        { bundleId: manifest.bundleId, installer: manifest.install.type },
+      )
+    }
+    return pick(manifest.install.type).rollback(manifest.bundleId)
   }
 
   async function recover(): Promise<RecoverResult> {
@@ -267,7 +296,7 @@ export function createInstallRouter(options: InstallRouterOptions): InstallRoute
               )
               await installer.rollback(marker.bundleId)
               result.rolledBack.push(marker.bundleId)
-            } else await installer.commit(marker.bundleId)
+            }
           }
         }
         await rm(join(pendingDir, 'journal', name), { force: true })
@@ -281,7 +310,11 @@ export function createInstallRouter(options: InstallRouterOptions): InstallRoute
   return {
     installers,
     install: (req) => serial(() => install(req)),
-    rollback: (manifest) => serial(() => pick(manifest.install.type).rollback(manifest.bundleId)),
+    rollback: (manifest) => serial(() => rollback(manifest)),
+    release: (bundleId) =>
+      serial(async () => {
+        for (const installer of new Set(byType.values())) await installer.commit(bundleId)
+      }),
     recover: () => serial(recover),
     status: (manifest) => pick(manifest.install.type).status(manifest.bundleId),
   }

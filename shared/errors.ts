@@ -171,6 +171,11 @@ export const ERROR_CODES = {
   },
   PSW_ERR_INSTALL_FAILED: { status: 500, summary: 'The installer failed; the device was rolled back.' },
   PSW_ERR_ROLLBACK_FAILED: { status: 500, summary: 'Rolling back an install failed; manual attention needed.' },
+  PSW_ERR_ROLLBACK_UNAVAILABLE: {
+    status: 409,
+    summary:
+      'The install cannot be rolled back on this device (rollback none, msi/msu/exe, or what it installed was changed since); nothing was changed.',
+  },
   PSW_ERR_INSTALL_BUSY: {
     status: 503,
     summary:
@@ -178,6 +183,10 @@ export const ERROR_CODES = {
   },
 
   // policy and audit
+  PSW_ERR_PATCH_DECLINED: {
+    status: 409,
+    summary: 'The patch is declined (site-wide, or for a group the request targets): it is never deployed there.',
+  },
   PSW_ERR_AUDIT_CHAIN: {
     status: 500,
     summary: "The audit log's hash chain does not verify: a record was edited, removed, reordered or inserted.",

@@ -13,6 +13,19 @@ function parsePollSeconds(value: string): number {
   return n
 }
 
+/** `--reboot-command 'systemctl reboot'`: split at spaces into an argv (run without a shell). */
+function parseRebootCommand(value: string): string[] {
+  const argv = value.split(' ').filter((a) => a !== '')
+  if (argv.length === 0 || argv.length > 32 || argv.some((a) => a.length > 1024)) {
+    throw new InvalidArgumentError('--reboot-command must name a program and at most 31 arguments')
+  }
+  return argv
+}
+
+const REBOOT_HELP =
+  "command that reboots this device, split at spaces, run without a shell (e.g. 'systemctl reboot'); " +
+  'the agent runs it inside a maintenance window that allows reboots when an install needs one'
+
 /** `patchswarm agent …` */
 export function registerAgentCommands(program: Command): void {
   const agent = program.command('agent').description('the endpoint agent: enrollment, download, install, report')
@@ -28,6 +41,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--root-fingerprint <sha256>', "refuse unless the appliance's root has this SHA-256")
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default /ip4/0.0.0.0/tcp/0)', collect)
     .option('--no-mdns', 'do not look for peers with mDNS (the tracker still lists them)')
+    .option('--reboot-command <command>', `${REBOOT_HELP} (default: never reboot, only report)`, parseRebootCommand)
     .option('--json', 'print JSON')
     .action(
       async (o: {
@@ -39,6 +53,7 @@ export function registerAgentCommands(program: Command): void {
         rootFingerprint?: string
         listen?: string[]
         mdns?: boolean
+        rebootCommand?: string[]
         json?: boolean
       }) => {
         const { resolve } = await import('node:path')
@@ -52,6 +67,7 @@ export function registerAgentCommands(program: Command): void {
           rootFingerprint: o.rootFingerprint,
           listen: o.listen,
           mdns: o.mdns !== false,
+          rebootCommand: o.rebootCommand,
         })
         if (o.json) return out(JSON.stringify({ peerId: config.peerId, appliancePeerId: config.appliancePeerId }))
         out(`enrolled as ${config.peerId}`)
@@ -82,6 +98,7 @@ export function registerAgentCommands(program: Command): void {
     )
     .option('--no-mdns', 'do not look for peers with mDNS on the LAN (the tracker still lists them)')
     .option('--download-only', 'download and seed assigned bundles, but do not install them')
+    .option('--reboot-command <command>', `${REBOOT_HELP} (default from config: none)`, parseRebootCommand)
     .action(
       async (o: {
         data: string
@@ -91,6 +108,7 @@ export function registerAgentCommands(program: Command): void {
         maxUploadRate?: number
         mdns?: boolean
         downloadOnly?: boolean
+        rebootCommand?: string[]
       }) => {
         const [{ createLogger }, { systemClock }, { createAgent }] = await Promise.all([
           import('../../shared/log.ts'),
@@ -107,6 +125,7 @@ export function registerAgentCommands(program: Command): void {
           downloadBytesPerSecond: o.maxDownloadRate,
           uploadBytesPerSecond: o.maxUploadRate,
           downloadOnly: o.downloadOnly,
+          rebootCommand: o.rebootCommand,
           ...(o.mdns === false ? { mdns: false } : {}),
         })
         await a.start()

@@ -152,18 +152,67 @@ describe.skipIf(!haveDpkg() && !process.env.CI)('dpkg installer (real dpkg, scra
     expect(spawnSync('dpkg-query', ['-W', PKG]).status).not.toBe(0)
   })
 
-  it('upgrades and commits when the health check passes: the store keeps only the installed .deb', async () => {
+  it('keeps the snapshot of a healthy upgrade until release; then the store keeps only the installed .deb', async () => {
     const r = router()
-    await r.install(await bundle('v1'))
-    const ok = await r.install(
-      await bundle('v2', {
-        health: { checks: [{ type: 'command', argv: ['true'], timeoutSeconds: 5 }], timeoutSeconds: 5 },
-      }),
-    )
+    const v1 = await bundle('v1')
+    await r.install(v1)
+    const v2 = await bundle('v2', {
+      health: { checks: [{ type: 'command', argv: ['true'], timeoutSeconds: 5 }], timeoutSeconds: 5 },
+    })
+    const ok = await r.install(v2)
     expect(ok.details).toMatchObject({ version: '2.0', previousVersion: '1.0' })
     expect(query()).toBe('installed 2.0')
+    // Healthy, but still assigned: the previous .deb stays for a site-wide rollback.
+    expect(await stored()).toEqual(['1.0.deb', '2.0.deb'])
+    expect(await readdir(join(stateDir, 'dpkg', 'staging', v2.manifest.bundleId))).toEqual(['previous.deb'])
+    await r.release(v1.manifest.bundleId)
+    await r.release(v2.manifest.bundleId)
+    await r.release(v2.manifest.bundleId) // idempotent
     expect(await stored()).toEqual(['2.0.deb'])
     expect(await readdir(join(stateDir, 'dpkg', 'staging'))).toEqual([])
+    // Released: a rollback is refused and changes nothing.
+    expect(await errorOf(r.rollback(v2.manifest))).toMatchObject({ code: 'PSW_ERR_ROLLBACK_UNAVAILABLE' })
+    expect(query()).toBe('installed 2.0')
+  })
+
+  it('rolls a healthy upgrade back later (site-wide rollback) to v1, and a first install to nothing', async () => {
+    const r = router()
+    const v1 = await bundle('v1')
+    await r.install(v1)
+    const v2 = await bundle('v2', {
+      health: { checks: [{ type: 'command', argv: ['true'], timeoutSeconds: 5 }], timeoutSeconds: 5 },
+    })
+    await r.install(v2)
+    expect(await versionFile()).toBe('v2\n')
+    // A new agent process (restart) sees the same journal and snapshot.
+    const later = router()
+    await later.recover()
+    const rolled = await later.rollback(v2.manifest)
+    expect(rolled.log).toMatch(/Unpacking psw-demo \(1\.0\) over \(2\.0\)/)
+    expect(query()).toBe('installed 1.0')
+    expect(await versionFile()).toBe('v1\n')
+    await expect(stat(join(sysroot, 'opt/psw-demo/new-in-2'))).rejects.toThrow()
+    expect(await later.status(v2.manifest)).toBe('rolled-back')
+    expect(await stored()).toEqual(['1.0.deb'])
+    // Idempotent: nothing runs again.
+    expect(await later.rollback(v2.manifest)).toEqual({ log: '' })
+    expect(query()).toBe('installed 1.0')
+    // v1 was a first install: rolling it back purges the package.
+    await later.rollback(v1.manifest)
+    expect(query()).toBe('absent')
+    expect(await versionFile()).toBe('absent')
+  })
+
+  it('refuses a site-wide rollback of a bundle whose package was upgraded since by another bundle', async () => {
+    const r = router()
+    const v1 = await bundle('v1')
+    await r.install(v1)
+    await r.install(await bundle('v2'))
+    const err = await errorOf(r.rollback(v1.manifest))
+    expect(err).toMatchObject({ code: 'PSW_ERR_ROLLBACK_UNAVAILABLE' })
+    expect(err!.message).toMatch(/psw-demo is now installed 2\.0, not the 1\.0 it installed/)
+    expect(query()).toBe('installed 2.0')
+    expect(await r.status(v1.manifest)).toBe('installed')
   })
 
   it('rolls back to v1 when the new postinst fails', async () => {

@@ -10,6 +10,8 @@
  * Rollback: `dpkg --install` of the previous .deb, or `--remove` (it was `config-files`) or
  * `--purge` (it was not installed). A previous version whose .deb cannot be found refuses the
  * install up front when the manifest asks for `dpkg-previous`: nothing good is lost.
+ * The snapshot stays (staging, store) after a healthy install, for a site-wide rollback, until
+ * the agent releases the bundle (`commit`, when it leaves the assignment).
  */
 import { copyFile, link, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -39,6 +41,7 @@ import {
   readOpJournal,
   recoverJournals,
   rollbackFailed,
+  rollbackUnavailable,
   stageVerified,
   writeOpJournal,
 } from './installer-api.ts'
@@ -78,6 +81,8 @@ interface DpkgJournal extends OpJournalBase {
   /** Whether the manifest allows a rollback (dpkg-previous). */
   rollback: boolean
   maxRunSeconds: number
+  /** Released by the agent: the snapshot is gone, the install can no longer be rolled back. */
+  committed?: boolean
 }
 
 const validJournal = (j: Record<string, unknown>) => {
@@ -336,22 +341,61 @@ export function createDpkgInstaller(options: DpkgInstallerOptions): Installer {
     }
   }
 
+  /**
+   * Why a completed install cannot be undone now, checked before anything is changed: no
+   * snapshot (rollback none, or released), or the package is no longer the version this bundle
+   * installed (a later bundle, apt or an operator changed it: going back would undo that).
+   */
+  async function unavailable(j: DpkgJournal): Promise<string | undefined> {
+    if (!j.rollback) return `it was installed with rollback none`
+    if (j.committed) return 'it was released and its snapshot dropped'
+    const now = await queryPackage(runner, target, j.package).catch(() => undefined)
+    if (now?.status !== 'installed' || now.version !== j.newVersion) {
+      return `${j.package} is now ${now?.status ?? 'unknown'} ${now?.version ?? ''}, not the ${j.newVersion} it installed`.trim()
+    }
+    if (j.previous.status === 'installed') {
+      const p = paths(j.bundleId)
+      if (!(await exists(p.prevDeb)) && !(await exists(stored(j.package, j.previous.version!))))
+        return `the .deb of ${j.package} ${j.previous.version} is gone`
+    }
+    return undefined
+  }
+
   async function rollback(bundleId: string) {
     const j = await readJ(paths(bundleId).journal)
     if (j === undefined) throw new StateError('PSW_ERR_NOT_FOUND', `bundle ${bundleId} has no dpkg journal`)
-    if (!j.rollback) throw rollbackFailed(`bundle ${bundleId} was installed without dpkg-previous`, { bundleId })
+    if (j.state === 'installed') {
+      const why = await unavailable(j)
+      if (why !== undefined)
+        throw rollbackUnavailable(`cannot roll back ${j.package} ${j.newVersion}: ${why}`, {
+          bundleId,
+          package: j.package,
+        })
+    } else if (!j.rollback)
+      throw rollbackUnavailable(`bundle ${bundleId} was installed with rollback none`, { bundleId })
     return { log: await undo(j) }
   }
 
-  /** Healthy: the snapshot is no longer needed; the store keeps only the installed version. */
+  /**
+   * The bundle was released (it left the assignment): its snapshot is no longer needed. The
+   * store keeps only the .deb of the version installed now (whichever bundle put it there),
+   * the snapshot source of the next upgrade; other bundles keep theirs in their own staging.
+   */
   async function commit(bundleId: string) {
     const p = paths(bundleId)
     const j = await readJ(p.journal)
     if (j?.state !== 'installed') return
+    // Recorded first: a rollback after a crash in between refuses instead of finding no .deb.
+    if (!j.committed) {
+      const committed: DpkgJournal = { ...j, committed: true }
+      await writeOpJournal(p.journal, committed)
+    }
     await rm(p.staging, { recursive: true, force: true })
+    const now = await queryPackage(runner, target, j.package).catch(() => undefined)
+    if (now?.status !== 'installed' || now.version === undefined) return
     const dir = join(storeDir, j.package)
     for (const name of await readdir(dir).catch(() => [] as string[])) {
-      if (name !== `${j.newVersion}.deb`) await rm(join(dir, name), { force: true })
+      if (name !== `${now.version}.deb`) await rm(join(dir, name), { force: true })
     }
   }
 

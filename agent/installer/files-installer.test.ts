@@ -202,6 +202,33 @@ describe('files installer', () => {
     expect(await snapshot(target)).toEqual(before)
   })
 
+  it('commit drops the backups; a committed install is refused a rollback and left as it is', async () => {
+    const installer = createFilesInstaller({ stateDir })
+    await installer.install({ bundleId: 'rel', targetRoot: target, openVerified: open })
+    const installed = await snapshot(target)
+    await installer.commit('rel')
+    await installer.commit('rel') // idempotent
+    expect(await readdir(join(stateDir, 'backups'))).toEqual([])
+    expect(await installer.status('rel')).toBe('installed')
+    expect(await errorOf(installer.rollback('rel'))).toMatchObject({ code: 'PSW_ERR_ROLLBACK_UNAVAILABLE' })
+    expect(await snapshot(target)).toEqual(installed)
+    expect(await installer.status('rel')).toBe('installed')
+  })
+
+  it('refuses to roll back over a replaced file that changed since (a later bundle), changing nothing', async () => {
+    const installer = createFilesInstaller({ stateDir })
+    await installer.install({ bundleId: 'older', targetRoot: target, openVerified: open })
+    await writeFile(join(target, 'etc/app.conf'), 'written by a later bundle\n')
+    const now = await snapshot(target)
+    const err = await errorOf(installer.rollback('older'))
+    expect(err).toMatchObject({
+      code: 'PSW_ERR_ROLLBACK_UNAVAILABLE',
+      details: { path: expect.stringMatching(/etc\/app\.conf$/) },
+    })
+    expect(await snapshot(target)).toEqual(now)
+    expect(await installer.status('older')).toBe('installed')
+  })
+
   it('leaves a new file that was changed after the install when rolling back', async () => {
     const installer = createFilesInstaller({ stateDir })
     await installer.install({ bundleId: 'b5', targetRoot: target, openVerified: open })

@@ -6,7 +6,9 @@
  * Install: scan (guard; nothing written) → check targets (no symlinks, no type conflicts) →
  * extract into `stateDir/staging/<id>` → journal `applying` → create directories → per file:
  * back up the old file, copy the staged one next to the target, fsync, rename → journal
- * `installed`. Backups stay in `stateDir/backups/<id>` until the install is rolled back.
+ * `installed`. Backups stay in `stateDir/backups/<id>` until the install is rolled back or
+ * committed (the agent commits when the bundle leaves its assignment; a committed install can
+ * no longer be rolled back).
  *
  * Content format `tar` is a patchswarm bundle (bundle.json + payload/); `raw` is a vendor's
  * ordinary tar, extracted under the target root the same way (guard layout `plain`).
@@ -20,6 +22,7 @@ import { InstallError, mapFsError, StateError } from '../../shared/errors.ts'
 import { type Logger, silentLogger } from '../../shared/log.ts'
 import type { ContentFormatT } from '../../shared/metadata/manifest-schema.ts'
 import { fsyncDir } from '../../shared/store/durable-file.ts'
+import { rollbackUnavailable } from './installer-api.ts'
 import {
   type BundlePaths,
   bundlePaths,
@@ -92,8 +95,14 @@ export interface RecoverResult {
 export interface FilesInstaller {
   /** Installs a bundle; on failure rolls back and throws InstallError PSW_ERR_INSTALL_FAILED. */
   install(request: InstallRequest): Promise<InstallResult>
-  /** Restores backups and removes what the install created; idempotent. */
+  /**
+   * Restores backups and removes what the install created; idempotent. Refuses with
+   * PSW_ERR_ROLLBACK_UNAVAILABLE, changing nothing, an install that was committed or whose
+   * files were changed since.
+   */
   rollback(bundleId: string): Promise<void>
+  /** Drops the backups of a completed install (it is kept, but can no longer be rolled back). */
+  commit(bundleId: string): Promise<void>
   /** At agent start: rolls back every install left `applying` (or `rolling-back`) and cleans leftovers. */
   recover(): Promise<RecoverResult>
   /** The journal state of a bundle, or `undefined` if it was never installed. */
@@ -248,7 +257,11 @@ export function createFilesInstaller(options: FilesInstallerOptions): FilesInsta
       log.warn({ err, bundleId }, 'install failed; rolling back')
       await rollbackOrThrow(j, p)
       const cause = mapFsError(err, `installing ${bundleId}`)
-      throw failed(`installing ${bundleId} failed and was rolled back: ${(cause as Error)?.message}`, cause)
+      throw new InstallError(
+        'PSW_ERR_INSTALL_FAILED',
+        `installing ${bundleId} failed and was rolled back: ${(cause as Error)?.message}`,
+        { cause, details: { rolledBack: true } },
+      )
     }
     await rm(p.staging, { recursive: true, force: true })
     const replaced = j.files.filter((f) => f.existed).length
@@ -261,11 +274,49 @@ export function createFilesInstaller(options: FilesInstallerOptions): FilesInsta
     }
   }
 
+  /**
+   * The first file this install replaced (it has a backup) that no longer holds the bytes the
+   * install wrote — a later bundle or a local edit changed it — if any. Restoring the backup
+   * over it would destroy that newer change, so a rollback refuses instead. (A changed file the
+   * install created is simply left in place by `undo`.)
+   */
+  async function changedSince(j: Journal): Promise<string | undefined> {
+    for (const f of j.files) {
+      if (!f.old) continue
+      const target = under(j.targetRoot, f.path)
+      const st = (await checkParents(j.targetRoot, f.path)) ? await lstatIfExists(target) : undefined
+      if (!st?.isFile() || (await sha256File(target)) !== f.sha256) return target
+    }
+    return undefined
+  }
+
   async function rollback(bundleId: string): Promise<void> {
     const p = bundlePaths(stateDir, bundleId)
     const j = await readJournal(p.journal)
     if (j === undefined) throw new StateError('PSW_ERR_NOT_FOUND', `bundle ${bundleId} has no install journal`)
+    if (j.state === 'installed') {
+      if (j.committed) {
+        throw rollbackUnavailable(`${j.name} ${j.bundleVersion} was released; its backups are gone`, { bundleId })
+      }
+      const changed = await changedSince(j)
+      if (changed !== undefined) {
+        throw rollbackUnavailable(
+          `${changed} was changed after ${j.name} ${j.bundleVersion} installed it; refusing to restore the old file over it`,
+          { bundleId, path: changed },
+        )
+      }
+    }
     await rollbackOrThrow(j, p)
+  }
+
+  async function commit(bundleId: string): Promise<void> {
+    const p = bundlePaths(stateDir, bundleId)
+    const j = await readJournal(p.journal)
+    if (j?.state !== 'installed') return
+    // The journal says so first: a crash between the two leaves no rollback that would
+    // silently skip the files whose backups are gone.
+    if (!j.committed) await writeJournal(p.journal, { ...j, committed: true })
+    await rm(p.backups, { recursive: true, force: true })
   }
 
   async function recover(): Promise<RecoverResult> {
@@ -306,6 +357,7 @@ export function createFilesInstaller(options: FilesInstallerOptions): FilesInsta
   return {
     install: (req) => serial(() => install(req)),
     rollback: (bundleId) => serial(() => rollback(bundleId)),
+    commit: (bundleId) => serial(() => commit(bundleId)),
     recover: () => serial(recover),
     status: async (bundleId) => (await readJournal(bundlePaths(stateDir, bundleId).journal))?.state,
     installedRoot: async (bundleId) => {

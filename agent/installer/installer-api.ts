@@ -29,7 +29,7 @@ export interface InstallerRequest {
 
 /** A successful install. */
 export interface InstallerResult {
-  /** The device must reboot to finish (Windows 3010/1641); the rollout engine decides when. */
+  /** The device must reboot to finish (Windows 3010/1641); the agent decides when (reboot.ts). */
   rebootRequired: boolean
   /** Bounded installer output, for the report. */
   log: string
@@ -41,9 +41,19 @@ export interface InstallerResult {
 export interface Installer {
   /** Installs; on failure undoes what it did (when the manifest allows) and throws InstallError. */
   install(request: InstallerRequest): Promise<InstallerResult>
-  /** Undoes a completed install (health check failed); throws PSW_ERR_ROLLBACK_FAILED. */
+  /**
+   * Undoes a completed install: right after it when its health check failed, or later, while
+   * it is still assigned, for a site-wide rollback. Idempotent (a rolled-back bundle is left
+   * alone). Throws PSW_ERR_ROLLBACK_UNAVAILABLE, before changing anything, when this install
+   * cannot be undone (no rollback declared, or what it installed was changed since), and
+   * PSW_ERR_ROLLBACK_FAILED when undoing failed.
+   */
   rollback(bundleId: string): Promise<{ log: string }>
-  /** The install passed its health check: drop what was kept only for a rollback. */
+  /**
+   * Drops what was kept only for a rollback (previous .deb, staged payload). The router calls
+   * it when the agent releases the bundle (it left the assignment), never right after the
+   * install: a site-wide rollback needs the snapshot as long as the bundle is assigned.
+   */
   commit(bundleId: string): Promise<void>
   /** At agent start: undoes every install that was interrupted. */
   recover(): Promise<RecoverResult>
@@ -53,6 +63,11 @@ export interface Installer {
 /** PSW_ERR_INSTALL_FAILED with structured details (bounded logs, whether it was rolled back). */
 export function installFailed(message: string, details: Record<string, unknown>, cause?: unknown): InstallError {
   return new InstallError('PSW_ERR_INSTALL_FAILED', message, { details, ...(cause === undefined ? {} : { cause }) })
+}
+
+/** PSW_ERR_ROLLBACK_UNAVAILABLE: this install cannot be undone; nothing was changed. */
+export function rollbackUnavailable(message: string, details: Record<string, unknown>): InstallError {
+  return new InstallError('PSW_ERR_ROLLBACK_UNAVAILABLE', message, { details })
 }
 
 /** PSW_ERR_ROLLBACK_FAILED with structured details. */

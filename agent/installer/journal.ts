@@ -41,6 +41,8 @@ export interface Journal {
   files: JournalFile[]
   /** Directories the install creates (relative), parents first. */
   createdDirs: string[]
+  /** The bundle was released: its backups are gone, so it can no longer be rolled back. */
+  committed?: boolean
 }
 
 /** Paths the installer keeps for one bundle. */

@@ -190,6 +190,43 @@ describe.skipIf(process.platform === 'win32')('script installer', () => {
     }
   })
 
+  it('keeps the rollback script after a healthy install until release, and runs it for a site-wide rollback', async () => {
+    const router = createInstallRouter({ stateDir, script: createScriptInstaller({ stateDir }), platform: 'linux' })
+    const b = await bundle(`echo v2 > ${out}/svc`, `cat "$PSW_PAYLOAD" > ${out}/seen; echo v1 > ${out}/svc`, {
+      health: { checks: [{ type: 'command', argv: ['true'], timeoutSeconds: 5 }], timeoutSeconds: 5 },
+    })
+    await router.install(b)
+    expect(await read('svc')).toBe('v2\n')
+    // The staged payload (and the journal with the signed rollback script) stay: no commit yet.
+    expect(await readdir(join(stateDir, 'script', 'staging'))).toEqual([b.manifest.bundleId])
+    expect(await router.status(b.manifest)).toBe('installed')
+
+    const rolled = await router.rollback(b.manifest)
+    expect(rolled.log).toMatch(/rollback script: exited with 0/)
+    expect(await read('svc')).toBe('v1\n')
+    expect(await read('seen')).toBe('payload bytes\n')
+    expect(await router.status(b.manifest)).toBe('rolled-back')
+    // Idempotent: a second rollback does not run the script again.
+    await writeFile(join(out, 'svc'), 'changed since\n')
+    await router.rollback(b.manifest)
+    expect(await read('svc')).toBe('changed since\n')
+    await router.release(b.manifest.bundleId)
+    expect(await readdir(join(stateDir, 'script', 'staging'))).toEqual([])
+  })
+
+  it('refuses to roll back a healthy install without rollback script, leaving it installed', async () => {
+    const installer = createScriptInstaller({ stateDir })
+    const b = await bundle(`echo on > ${out}/svc`)
+    await installer.install(b)
+    expect(await errorOf(installer.rollback(b.manifest.bundleId))).toMatchObject({
+      code: 'PSW_ERR_ROLLBACK_UNAVAILABLE',
+    })
+    expect(await installer.status(b.manifest.bundleId)).toBe('installed')
+    const router = createInstallRouter({ stateDir, script: installer, platform: 'linux' })
+    expect(await errorOf(router.rollback(b.manifest))).toMatchObject({ code: 'PSW_ERR_ROLLBACK_UNAVAILABLE' })
+    expect(await read('svc')).toBe('on\n')
+  })
+
   it('runs the rollback script of an install interrupted by kill -9 at recover()', async () => {
     const installer = createScriptInstaller({ stateDir })
     const b = await bundle(`echo on > ${out}/svc`, `echo "off ($PSW_ACTION)" > ${out}/svc`)

@@ -9,6 +9,8 @@
  * PSW_PATCH_NAME, PSW_PATCH_VERSION and PSW_PAYLOAD (the payload's path). After maxRunSeconds
  * the whole process group is killed. Exit 0 is success; 3010 (only reachable on Windows, where
  * exit codes are not cut to 8 bits) is success with a reboot required; anything else fails.
+ * The rollback script lives in the journal, so a site-wide rollback can run it any time after a
+ * healthy install; `commit` (the bundle was released) only drops the staged payload.
  */
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -24,6 +26,7 @@ import {
   readOpJournal,
   recoverJournals,
   rollbackFailed,
+  rollbackUnavailable,
   stageVerified,
   writeOpJournal,
 } from './installer-api.ts'
@@ -241,6 +244,9 @@ export function createScriptInstaller(options: ScriptInstallerOptions): Installe
   async function rollback(bundleId: string) {
     const j = await readJ(paths(bundleId).journal)
     if (j === undefined) throw new StateError('PSW_ERR_NOT_FOUND', `bundle ${bundleId} has no script journal`)
+    // Refused before the journal is touched: the install stays installed (and reported so).
+    if (j.state === 'installed' && j.rollbackScript === undefined)
+      throw rollbackUnavailable(`${j.name} ${j.patchVersion} was installed without a rollback script`, { bundleId })
     return { log: await undo(j) }
   }
 

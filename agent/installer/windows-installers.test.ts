@@ -136,6 +136,16 @@ describe('Windows installer (fake runner)', () => {
     expect(fake.calls[0]!.argv.slice(0, 2)).toEqual(['msiexec.exe', '/i'])
     expect(fake.calls[0]!.timeoutMs).toBe(600_000)
     expect(await router.status(b.manifest)).toBe('installed')
+    // No automatic rollback: a site-wide rollback is refused, and nothing is run or changed.
+    expect(await router.rollback(b.manifest).catch((e: PswError) => e)).toMatchObject({
+      code: 'PSW_ERR_ROLLBACK_UNAVAILABLE',
+    })
+    const installer = createWindowsInstaller({ stateDir, runner: fake, platform: 'win32' })
+    expect(await installer.rollback(b.manifest.bundleId).catch((e: PswError) => e)).toMatchObject({
+      code: 'PSW_ERR_ROLLBACK_UNAVAILABLE',
+    })
+    expect(fake.calls).toHaveLength(1)
+    expect(await router.status(b.manifest)).toBe('installed')
   })
 
   it('maps 1618 to PSW_ERR_INSTALL_BUSY and other codes to PSW_ERR_INSTALL_FAILED with the code', async () => {

@@ -21,7 +21,7 @@ import {
   type OpJournalBase,
   type RecoverResult,
   readOpJournal,
-  rollbackFailed,
+  rollbackUnavailable,
   stageVerified,
   writeOpJournal,
 } from './installer-api.ts'
@@ -223,7 +223,10 @@ export function createWindowsInstaller(options: WindowsInstallerOptions): Instal
   return {
     install: (req) => install(req.manifest, req.openVerified, req.signal),
     rollback: async (bundleId) => {
-      throw rollbackFailed(`bundle ${bundleId}: msi, msu and exe installs have no automatic rollback`, { bundleId })
+      // Refused, not failed: nothing was touched, the install is still in place.
+      throw rollbackUnavailable(`bundle ${bundleId}: msi, msu and exe installs have no automatic rollback`, {
+        bundleId,
+      })
     },
     commit: (bundleId) => rm(paths(bundleId).dir, { recursive: true, force: true }),
     async recover(): Promise<RecoverResult> {

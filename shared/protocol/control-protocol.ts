@@ -33,6 +33,13 @@ export const TransferStats = Type.Object(
   { additionalProperties: false },
 )
 
+/** Longest log (installer, rollback, health check) a bundle report carries; agents keep the tail. */
+export const MAX_REPORT_LOG_CHARS = 2000
+/** Longest `detail` note of a bundle report. */
+export const MAX_REPORT_DETAIL_CHARS = 200
+/** Most bundles one report lists. */
+export const MAX_REPORTED_BUNDLES = 256
+
 export const BundleReport = Type.Object(
   {
     bundleId: Sha256Hex,
@@ -52,6 +59,24 @@ export const BundleReport = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /**
+     * The assigned action this state answers: `rollback` for a site-wide rollback (then
+     * `rolled-back` is its success and `failed` its failure); absent = install.
+     */
+    action: Type.Optional(Type.Union([Type.Literal('install'), Type.Literal('rollback')])),
+    /** Installed, but a reboot it needs (Windows 3010/1641) has not happened yet. */
+    rebootRequired: Type.Optional(Type.Boolean()),
+    /** The health check run after the install: its verdict and the tail of its log. */
+    health: Type.Optional(
+      Type.Object(
+        { ok: Type.Boolean(), log: Type.String({ maxLength: MAX_REPORT_LOG_CHARS }) },
+        { additionalProperties: false },
+      ),
+    ),
+    /** The tail of the installer's output, or of the rollback's. */
+    log: Type.Optional(Type.String({ maxLength: MAX_REPORT_LOG_CHARS })),
+    /** A short note on the state, e.g. `not installed here; nothing to roll back`. */
+    detail: Type.Optional(Type.String({ maxLength: MAX_REPORT_DETAIL_CHARS })),
   },
   { additionalProperties: false },
 )
@@ -68,7 +93,7 @@ export const AgentReport = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    bundles: Type.Array(BundleReport, { maxItems: 256 }),
+    bundles: Type.Array(BundleReport, { maxItems: MAX_REPORTED_BUNDLES }),
   },
   { additionalProperties: false },
 )
