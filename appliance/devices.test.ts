@@ -9,6 +9,7 @@ import {
   serveControl,
 } from '../shared/protocol/control-protocol.ts'
 import { createControlHandler } from './control-handler.ts'
+import { DeviceRegistry } from './devices.ts'
 import { enrollNewAgent, newTestAgent, openTestAppliance, rejectionCode, type TestAppliance } from './test-fixtures.ts'
 
 /** One direction of an in-memory stream. */
@@ -226,5 +227,61 @@ describe('device tags and tier', () => {
     ])
     const rec = await t.core.devices.get(peerId)
     expect(rec).toMatchObject({ tags: ['a'], tier: 'high', report, inventory: { packages: 3 } })
+  })
+})
+
+describe('device records in memory', () => {
+  let t: TestAppliance
+  beforeEach(async () => {
+    t = await openTestAppliance()
+  })
+  afterEach(async () => {
+    await t.cleanup()
+  })
+
+  it('hold what the database holds, in PeerId order, after every kind of update', async () => {
+    const peers = [
+      (await enrollNewAgent(t.core, 'pc-1')).peerId,
+      (await enrollNewAgent(t.core, 'pc-2')).peerId,
+      (await enrollNewAgent(t.core, 'pc-3')).peerId,
+    ]
+    await t.core.devices.setTags(peers[0]!, ['kiosk'])
+    await t.core.devices.setTier(peers[1]!, 'low')
+    await t.core.devices.recordReport(peers[2]!, { agentVersion: '0.1.0', hostname: 'pc-3', bundles: [] }, 5)
+    await t.core.devices.recordInventory(peers[0]!, inventory(), 6)
+    const listed = await t.core.devices.list()
+    expect(listed.map((d) => d.peerId)).toEqual([...peers].sort())
+    const fromDisk = new DeviceRegistry(t.core.db)
+    await fromDisk.load()
+    expect(await fromDisk.list()).toEqual(listed)
+    expect(await t.core.devices.get(peers[0]!)).toMatchObject({ tags: ['kiosk'], inventory: { packages: 3 } })
+    expect(t.core.devices.members().sort()).toEqual([...peers].sort())
+    // A later enrollment shows up, in order.
+    const late = (await enrollNewAgent(t.core, 'pc-4')).peerId
+    expect((await t.core.devices.list()).map((d) => d.peerId)).toEqual([...peers, late].sort())
+    expect(t.core.devices.isMember(late)).toBe(true)
+  })
+
+  it('a write that fails leaves the record as it was; admitted() without putOps() is a bug', async () => {
+    const { peerId } = await enrollNewAgent(t.core, 'pc-1')
+    let fail = true
+    const db = {
+      ...t.core.db,
+      async batch(ops: Parameters<typeof t.core.db.batch>[0]) {
+        if (fail) throw new Error('injected: disk full')
+        return t.core.db.batch(ops)
+      },
+    }
+    const registry = new DeviceRegistry(db)
+    await registry.load()
+    const before = await registry.get(peerId)
+    const report = { agentVersion: '0.1.0', hostname: 'pc-1', bundles: [] }
+    await expect(registry.recordReport(peerId, report, 5)).rejects.toThrow(/injected/)
+    await expect(registry.setTags(peerId, ['x'])).rejects.toThrow(/injected/)
+    expect(await registry.get(peerId)).toEqual(before)
+    fail = false
+    await registry.recordReport(peerId, report, 5)
+    expect(await registry.get(peerId)).toMatchObject({ report, lastSeen: new Date(5).toISOString() })
+    expect(() => registry.admitted('12D3KooWnotputyet')).toThrow(/without putOps/)
   })
 })

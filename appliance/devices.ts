@@ -61,14 +61,24 @@ export function normalizeTags(tags: readonly string[]): string[] {
 }
 
 /**
- * Enrolled devices. The set of their PeerIds is kept in memory because the connection gater
- * asks on every connection; it is loaded at start and updated on every enrollment. Updates
- * of one device record (reports, inventory, tags, tier) are serialised per device, so an
- * agent's report never overwrites the operator's tags and vice versa.
+ * Enrolled devices. Every record is also kept in memory: the connection gater asks about
+ * membership on every connection, and the rollout service reads every record (with its latest
+ * report) on each pass. From LevelDB that means decoding every record, about 1.6 KB each, most
+ * of it the certificate: 130 to 200 ms a pass at 10 000 devices (bench:rollout). In memory they
+ * take about 16 MB at 10 000 devices. The map is loaded at start and changes only after the
+ * write it mirrors is durable, so it never shows what the database does not hold. Records
+ * handed out are shared: treat them as read-only (every update replaces a record, never edits
+ * it). Updates of one device record (reports, inventory, tags, tier) are serialised per
+ * device, so an agent's report never overwrites the operator's tags and vice versa.
  */
 export class DeviceRegistry {
   readonly #db: StateDb
-  readonly #members = new Set<string>()
+  /** PeerId → record, as stored. */
+  readonly #records = new Map<string, DeviceRecord>()
+  /** PeerIds in key order (what `list()` returns), rebuilt after an enrollment. */
+  #order: string[] | undefined
+  /** Records of `putOps()` whose batch is not known to be written yet (see `admitted()`). */
+  readonly #pending = new Map<string, DeviceRecord>()
   readonly #locks = new KeyedMutex()
 
   constructor(db: StateDb) {
@@ -76,36 +86,42 @@ export class DeviceRegistry {
   }
 
   async load(): Promise<void> {
-    this.#members.clear()
-    for await (const [, rec] of this.#db.iterate<DeviceRecord>('device:')) this.#members.add(rec.peerId)
+    this.#records.clear()
+    this.#order = undefined
+    for await (const [, rec] of this.#db.iterate<DeviceRecord>('device:')) this.#records.set(rec.peerId, rec)
   }
 
   isMember(peerId: string): boolean {
-    return this.#members.has(peerId)
+    return this.#records.has(peerId)
   }
 
   /** The enrolled PeerIds (for the signed member list). */
   members(): string[] {
-    return [...this.#members]
+    return [...this.#records.keys()]
   }
 
   putOps(record: DeviceRecord): StateBatchOp[] {
+    this.#pending.set(record.peerId, record)
     return [{ type: 'put', key: deviceKey(record.peerId), value: record }]
   }
 
   /** Call after the batch holding `putOps(record)` has been written. */
   admitted(peerId: string): void {
-    this.#members.add(peerId)
+    const record = this.#pending.get(peerId)
+    if (!record) throw new StateError('PSW_ERR_INTERNAL', `admitted(${peerId}) without putOps()`)
+    this.#pending.delete(peerId)
+    if (!this.#records.has(peerId)) this.#order = undefined
+    this.#records.set(peerId, record)
   }
 
   async get(peerId: string): Promise<DeviceRecord | undefined> {
-    return this.#db.get<DeviceRecord>(deviceKey(peerId))
+    return this.#records.get(peerId)
   }
 
+  /** Every record, in PeerId order (as stored). */
   async list(): Promise<DeviceRecord[]> {
-    const out: DeviceRecord[] = []
-    for await (const [, rec] of this.#db.iterate<DeviceRecord>('device:')) out.push(rec)
-    return out
+    this.#order ??= [...this.#records.keys()].sort()
+    return this.#order.map((p) => this.#records.get(p)!)
   }
 
   /** Read-modify-write of one record under its lock; `undefined` when the device is unknown. */
@@ -114,10 +130,11 @@ export class DeviceRegistry {
     change: (rec: DeviceRecord) => { record: DeviceRecord; extra?: StateBatchOp[] },
   ): Promise<DeviceRecord | undefined> {
     return this.#locks.run(peerId, async () => {
-      const rec = await this.get(peerId)
+      const rec = this.#records.get(peerId)
       if (!rec) return undefined
       const { record, extra = [] } = change(rec)
       await this.#db.batch([...extra, { type: 'put', key: deviceKey(peerId), value: record }])
+      this.#records.set(peerId, record)
       return record
     })
   }

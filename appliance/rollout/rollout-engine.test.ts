@@ -326,3 +326,102 @@ describe('rollout engine at scale (250 simulated agents, fake clock)', () => {
     expect(apply(t, { type: 'cancel', by: 'a' }, T0).state.status).toBe('cancelled')
   })
 })
+
+describe('many reports in one event, copy on write', () => {
+  const err = { code: 'PSW_ERR_INSTALL_FAILED', message: 'health check failed' }
+
+  it('a reports batch ends where the same reports one by one end, when no threshold is crossed', () => {
+    const s = spec({
+      retries: 1,
+      rings: [
+        { name: 'pilot', selector: { groups: ['pilot'] }, successThreshold: 1, errorThreshold: 0 },
+        { name: 'broad', selector: { rest: true }, successThreshold: 0.95, errorThreshold: 0.5 },
+      ],
+    })
+    let t = createRollout(s, devices(40, pilotOf), T0)
+    t = reportAll(t, 0, 'installed', T0 + MIN)
+    expect(t.state.rings[1]!.status).toBe('deploying')
+    const broad = Object.keys(t.state.devices).filter((p) => t.state.devices[p]!.ring === 1)
+    const events: Array<Extract<RolloutEvent, { type: 'report' | 'rollback-report' }>> = [
+      ...broad.slice(0, 20).map((peerId) => ({ type: 'report' as const, peerId, outcome: 'installed' as const })),
+      ...broad
+        .slice(20, 24)
+        .map((peerId) => ({ type: 'report' as const, peerId, outcome: 'failed' as const, error: err })),
+      // Changes nothing: unknown device, an answer to a rollback nobody ordered, a repeat.
+      { type: 'report', peerId: 'pc-unknown', outcome: 'installed' },
+      { type: 'rollback-report', peerId: broad[30]!, ok: true },
+      { type: 'report', peerId: broad[0]!, outcome: 'installed' },
+    ]
+    let one = t
+    for (const e of events) {
+      const next = apply(one, e, T0 + 2 * MIN)
+      one = { state: next.state, changes: [...one.changes, ...next.changes] }
+    }
+    const batch = apply(t, { type: 'reports', reports: events }, T0 + 2 * MIN)
+    expect(batch.changes).toEqual(one.changes.slice(t.changes.length))
+    // One event, one revision (one by one: one per report that changed something).
+    expect(batch.state).toEqual({ ...one.state, revision: t.state.revision + 1 })
+    expect(batch.state.devices[broad[20]!]).toMatchObject({ state: 'retry-wait', attempts: 1, lastError: err })
+    expect(ringCounts(batch.state, 1)).toMatchObject({ installed: 20, pending: broad.length - 20 })
+  })
+
+  it('looks at the thresholds once, on the whole batch: a ring that passes and fails in one batch halts', () => {
+    const s = spec({
+      rings: [
+        { name: 'pilot', selector: { groups: ['pilot'] }, successThreshold: 0.5, errorThreshold: 0.2 },
+        { name: 'broad', selector: { rest: true }, successThreshold: 0.95, errorThreshold: 0.05 },
+      ],
+    })
+    const t = createRollout(
+      s,
+      devices(30, (i) => (i < 10 ? ['pilot'] : ['site'])),
+      T0,
+    )
+    const pilots = Object.keys(t.state.devices).filter((p) => t.state.devices[p]!.ring === 0)
+    const reports = [
+      ...pilots.slice(0, 6).map((peerId) => ({ type: 'report' as const, peerId, outcome: 'installed' as const })),
+      ...pilots.slice(6, 9).map((peerId) => ({ type: 'report' as const, peerId, outcome: 'failed' as const })),
+    ]
+    const batch = apply(t, { type: 'reports', reports }, T0 + MIN)
+    expect(batch.state.status).toBe('halted')
+    expect(batch.state.reason).toMatch(/pilot: 3 of 10 devices failed/)
+    // The broad ring never started: nobody in it was assigned.
+    expect(batch.state.rings.map((r) => r.status)).toEqual(['deploying', 'pending'])
+    expect(Object.values(batch.state.devices).filter((d) => d.ring === 1 && d.attempts > 0)).toEqual([])
+    expect(desiredDevices(batch.state).sort()).toEqual(pilots.slice(0, 6).sort())
+    // One by one, the pilot passes after the 5th install and the broad ring starts before the
+    // failures halt it (with 3 failures counted too).
+    let one = t
+    for (const r of reports) one = apply(one, r, T0 + MIN)
+    expect(one.state.status).toBe('halted')
+    expect(one.state.rings[1]!.status).toBe('deploying')
+  })
+
+  it('never changes the state it is given, and shares the devices an event did not touch', () => {
+    let t = createRollout(spec({ retries: 1 }), devices(20, pilotOf), T0)
+    t = reportAll(t, 0, 'installed', T0 + MIN)
+    const [a, b] = Object.keys(t.state.devices).filter((p) => t.state.devices[p]!.ring === 1)
+    const before = structuredClone(t.state)
+    const events: RolloutEvent[] = [
+      { type: 'reports', reports: [{ type: 'report', peerId: a!, outcome: 'failed' }] },
+      { type: 'report', peerId: b!, outcome: 'installed' },
+      { type: 'tick', devices: devices(25, pilotOf) },
+      { type: 'pause', by: 'op' },
+      { type: 'cancel', by: 'op' },
+      { type: 'rollback', by: 'op', reason: 'bad' },
+    ]
+    for (const e of events) {
+      const next = apply(t, e, T0 + 30 * MIN)
+      expect(next.state).not.toBe(t.state)
+      expect(t.state).toEqual(before)
+    }
+    const next = apply(t, { type: 'report', peerId: b!, outcome: 'installed' }, T0 + 2 * MIN)
+    expect(next.state.devices[b!]).not.toBe(t.state.devices[b!])
+    expect(next.state.devices[a!]).toBe(t.state.devices[a!])
+    // A later event on the new state leaves both earlier states alone.
+    const later = apply(next, { type: 'rollback', by: 'op' }, T0 + 3 * MIN)
+    expect(t.state).toEqual(before)
+    expect(next.state.devices[a!]!.state).toBe('assigned')
+    expect(later.state.devices[a!]!.state).toBe('rolling-back')
+  })
+})

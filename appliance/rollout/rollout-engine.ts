@@ -26,18 +26,40 @@ import type {
  *           assigned|installed → rolling-back → rolled-back | rollback-failed.
  */
 
+/** A device's latest report of the rollout's bundle, for its current attempt. */
+export type ReportEvent = {
+  type: 'report'
+  peerId: string
+  outcome: 'installed' | 'failed'
+  error?: { code: string; message: string }
+}
+/** A device's answer to the rollback: restored (or nothing to undo), or it could not. */
+export type RollbackReportEvent = {
+  type: 'rollback-report'
+  peerId: string
+  ok: boolean
+  error?: { code: string; message: string }
+}
+
 export type RolloutEvent =
   /** Time passed and/or device membership changed (devices = every enrolled device now). */
   | { type: 'tick'; devices: readonly DeviceInfo[] }
-  | { type: 'report'; peerId: string; outcome: 'installed' | 'failed'; error?: { code: string; message: string } }
+  | ReportEvent
+  /**
+   * Many devices' reports at once (what one poll found): each applied as its own `report` or
+   * `rollback-report` would be, in order; thresholds, timers and ring advancement are then
+   * looked at once, on the outcome of all of them (so a halt's reason counts every failure of
+   * the batch, and a ring that passes and fails within one batch halts without starting the
+   * next ring). One copy of the state for the whole batch instead of one per report.
+   */
+  | { type: 'reports'; reports: ReadonlyArray<ReportEvent | RollbackReportEvent> }
   | { type: 'pause'; by: string }
   | { type: 'resume'; by: string }
   | { type: 'cancel'; by: string; reason?: string }
   | { type: 'approve'; ring: number; by: string }
   /** A site-wide rollback: every device that has (or may have) the bundle restores its previous state. */
   | { type: 'rollback'; by: string; reason?: string; emergency?: boolean }
-  /** A device's answer to the rollback: restored (or nothing to undo), or it could not. */
-  | { type: 'rollback-report'; peerId: string; ok: boolean; error?: { code: string; message: string } }
+  | RollbackReportEvent
 
 export type RolloutChange =
   | { kind: 'rollout'; from: RolloutStatus; to: RolloutStatus; reason?: string }
@@ -56,6 +78,62 @@ export interface Transition {
 
 const DEFAULT_RETRY_DELAY_MS = 10 * 60_000
 
+/**
+ * The new state one call builds, copy on write: it starts as a shallow copy of the previous
+ * state (rings copied), and a device's progress (and the device map itself) is copied the
+ * first time this call changes it. Unchanged devices stay shared with the previous state, so
+ * a report of one device costs O(1) copies, not a copy of every device; neither state is ever
+ * changed after the call returns (callers treat states as immutable values).
+ */
+class Draft {
+  readonly state: RolloutState
+  readonly changes: RolloutChange[] = []
+  /** Whether state.devices is this draft's own object; devices this draft copied already. */
+  #ownMap: boolean
+  readonly #owned: Set<string> | undefined
+
+  constructor(previous: RolloutState, fresh = false) {
+    if (fresh) {
+      this.state = previous
+      this.#ownMap = true
+      this.#owned = undefined // a new state: everything in it is this draft's own
+    } else {
+      this.state = { ...previous, rings: previous.rings.map((r) => ({ ...r })) }
+      this.#ownMap = false
+      this.#owned = new Set()
+    }
+  }
+
+  /** The progress of a device of the rollout, safe to change. */
+  device(peerId: string): DeviceProgress {
+    const current = this.state.devices[peerId]!
+    if (this.#owned === undefined || this.#owned.has(peerId)) return current
+    const copy = { ...current }
+    this.#map()[peerId] = copy
+    this.#owned.add(peerId)
+    return copy
+  }
+
+  addDevice(peerId: string, d: DeviceProgress): void {
+    this.#map()[peerId] = d
+    this.#owned?.add(peerId)
+  }
+
+  #map(): Record<string, DeviceProgress> {
+    if (!this.#ownMap) {
+      this.state.devices = { ...this.state.devices }
+      this.#ownMap = true
+    }
+    return this.state.devices
+  }
+
+  setStatus(to: RolloutStatus, reason?: string): void {
+    this.changes.push({ kind: 'rollout', from: this.state.status, to, ...(reason === undefined ? {} : { reason }) })
+    this.state.status = to
+    if (reason !== undefined) this.state.reason = reason
+  }
+}
+
 /** A new rollout: rings sized from the devices now; the first ring starts deploying at once. */
 export function createRollout(spec: RolloutSpecT, devices: readonly DeviceInfo[], now: number): Transition {
   const state: RolloutState = {
@@ -68,41 +146,40 @@ export function createRollout(spec: RolloutSpecT, devices: readonly DeviceInfo[]
     devices: {},
     revision: 1,
   }
-  const changes: RolloutChange[] = []
   for (const [peerId, ring] of assignRings(spec, devices)) {
     state.devices[peerId] = { ring, state: 'assigned', attempts: 0, since: now }
   }
-  startRing(state, 0, now, changes)
-  settle(state, now, {}, changes)
-  return { state, changes }
+  const draft = new Draft(state, true)
+  startRing(draft, 0, now)
+  settle(draft, now, {})
+  return { state, changes: draft.changes }
 }
 
-/** Applies one event. Refuses commands that make no sense in the current status (PSW_ERR_CONFLICT). */
+/**
+ * Applies one event. Refuses commands that make no sense in the current status
+ * (PSW_ERR_CONFLICT). Pure: `previous` is not changed; the new state shares the devices the
+ * event did not touch with it.
+ */
 export function applyEvent(
   previous: RolloutState,
   event: RolloutEvent,
   now: number,
   options: EngineOptions = {},
 ): Transition {
-  const state = structuredClone(previous)
-  const changes: RolloutChange[] = []
-  const setStatus = (to: RolloutStatus, reason?: string) => {
-    changes.push({ kind: 'rollout', from: state.status, to, ...(reason === undefined ? {} : { reason }) })
-    state.status = to
-    if (reason !== undefined) state.reason = reason
-  }
+  const draft = new Draft(previous)
+  const { state } = draft
   switch (event.type) {
     case 'pause':
       if (state.status !== 'active') throw conflict(state, 'pause')
-      setStatus('paused', `paused by ${event.by}`)
+      draft.setStatus('paused', `paused by ${event.by}`)
       break
     case 'resume':
       if (state.status !== 'paused') throw conflict(state, 'resume')
-      setStatus('active', `resumed by ${event.by}`)
+      draft.setStatus('active', `resumed by ${event.by}`)
       break
     case 'cancel':
       if (!['active', 'paused', 'halted', 'completed'].includes(state.status)) throw conflict(state, 'cancel')
-      setStatus('cancelled', event.reason ?? `cancelled by ${event.by}`)
+      draft.setStatus('cancelled', event.reason ?? `cancelled by ${event.by}`)
       break
     case 'rollback':
       if (state.status === 'rolling-back' || state.status === 'rolled-back') throw conflict(state, 'roll back')
@@ -112,21 +189,16 @@ export function applyEvent(
         emergency: event.emergency === true,
         ...(event.reason === undefined ? {} : { reason: event.reason }),
       }
-      setStatus('rolling-back', event.reason ?? `rolled back by ${event.by}`)
+      draft.setStatus('rolling-back', event.reason ?? `rolled back by ${event.by}`)
       // Every device that has the bundle, or may have installed it without reporting yet.
       for (const [peerId, d] of Object.entries(state.devices)) {
         if (d.state === 'installed' || (d.state === 'assigned' && d.attempts > 0))
-          setDevice(state, peerId, d, 'rolling-back', now, changes)
+          setDevice(draft, peerId, 'rolling-back', now)
       }
       break
-    case 'rollback-report': {
-      const d = state.devices[event.peerId]
-      if (d?.state !== 'rolling-back') break
-      if (event.error) d.lastError = event.error
-      else delete d.lastError
-      setDevice(state, event.peerId, d, event.ok ? 'rolled-back' : 'rollback-failed', now, changes)
+    case 'rollback-report':
+      rollbackReport(draft, event, now)
       break
-    }
     case 'approve': {
       const ring = state.rings[event.ring]
       if (ring?.status !== 'awaiting-approval' || event.ring !== state.current)
@@ -135,57 +207,73 @@ export function applyEvent(
           `ring ${event.ring} of rollout ${state.spec.id} is not awaiting approval`,
         )
       ring.approvedBy = event.by
-      setRing(state, event.ring, 'passed', changes)
+      setRing(draft, event.ring, 'passed')
       break
     }
     case 'report':
-      report(state, event, now, changes)
+      report(draft, event, now)
+      break
+    case 'reports':
+      for (const r of event.reports) {
+        if (r.type === 'report') report(draft, r, now)
+        else rollbackReport(draft, r, now)
+      }
       break
     case 'tick':
-      join(state, event.devices, now, changes)
+      join(draft, event.devices, now)
       break
   }
-  settle(state, now, options, changes)
-  if (changes.length > 0) {
+  settle(draft, now, options)
+  if (draft.changes.length > 0) {
     state.updatedAt = now
     state.revision++
   }
-  return { state, changes }
+  return { state, changes: draft.changes }
+}
+
+/**
+ * What a device's assignment should carry of the rollout's bundle now: `install`, `rollback`
+ * (a site-wide rollback told it to), or nothing.
+ */
+export function wantedEntry(state: RolloutState, d: DeviceProgress): 'install' | 'rollback' | undefined {
+  if (d.state === 'rolling-back') return 'rollback'
+  if (state.status === 'rolling-back' || state.status === 'rolled-back') return undefined
+  if (d.state === 'installed') return 'install'
+  // A completed rollout still deploys to late joiners of its (passed) rings.
+  const deploying = state.status === 'active' || state.status === 'completed'
+  return deploying && d.state === 'assigned' && state.rings[d.ring]!.status !== 'pending' ? 'install' : undefined
 }
 
 /** The devices whose assignment should carry the bundle with action `rollback` now. */
 export function rollbackDevices(state: RolloutState): string[] {
-  return Object.entries(state.devices)
-    .filter(([, d]) => d.state === 'rolling-back')
-    .map(([p]) => p)
+  const out: string[] = []
+  for (const p in state.devices) if (state.devices[p]!.state === 'rolling-back') out.push(p)
+  return out
 }
 
 /** The devices whose assignment should carry the rollout's bundle (to install) now. */
 export function desiredDevices(state: RolloutState): string[] {
-  if (state.status === 'rolling-back' || state.status === 'rolled-back') return []
-  // A completed rollout still deploys to late joiners of its (passed) rings.
-  const deploying = state.status === 'active' || state.status === 'completed'
-  return Object.entries(state.devices)
-    .filter(
-      ([, d]) =>
-        d.state === 'installed' || (deploying && d.state === 'assigned' && state.rings[d.ring]!.status !== 'pending'),
-    )
-    .map(([p]) => p)
+  const out: string[] = []
+  for (const p in state.devices) if (wantedEntry(state, state.devices[p]!) === 'install') out.push(p)
+  return out
 }
 
 /** Installed, failed-for-good and pending devices of one ring. */
 export function ringCounts(state: RolloutState, ring: number): RingCounts {
-  const c: RingCounts = {
-    total: 0,
-    installed: 0,
-    failed: 0,
-    pending: 0,
-    rollingBack: 0,
-    rolledBack: 0,
-    rollbackFailed: 0,
-  }
-  for (const d of Object.values(state.devices)) {
-    if (d.ring !== ring) continue
+  return allRingCounts(state)[ring] ?? emptyCounts()
+}
+
+function emptyCounts(): RingCounts {
+  return { total: 0, installed: 0, failed: 0, pending: 0, rollingBack: 0, rolledBack: 0, rollbackFailed: 0 }
+}
+
+/** ringCounts of every ring, in one pass over the devices. */
+export function allRingCounts(state: RolloutState): RingCounts[] {
+  const out = state.rings.map(emptyCounts)
+  for (const p in state.devices) {
+    const d = state.devices[p]!
+    const c = out[d.ring]
+    if (!c) continue
     c.total++
     if (d.state === 'installed') c.installed++
     else if (d.state === 'failed-final') c.failed++
@@ -194,7 +282,7 @@ export function ringCounts(state: RolloutState, ring: number): RingCounts {
     else if (d.state === 'rollback-failed') c.rollbackFailed++
     else c.pending++
   }
-  return c
+  return out
 }
 
 /** When the engine next needs a tick without any event (a soak or a retry delay ending). */
@@ -207,7 +295,10 @@ export function nextWakeAt(state: RolloutState, options: EngineOptions = {}): nu
   }
   const ring = state.rings[state.current]
   if (ring?.status === 'soaking' && ring.soakUntil !== undefined) at(ring.soakUntil)
-  for (const d of Object.values(state.devices)) if (d.state === 'retry-wait') at(d.since + delay)
+  for (const p in state.devices) {
+    const d = state.devices[p]!
+    if (d.state === 'retry-wait') at(d.since + delay)
+  }
   return next
 }
 
@@ -215,63 +306,64 @@ function conflict(state: RolloutState, what: string): StateError {
   return new StateError('PSW_ERR_CONFLICT', `cannot ${what} rollout ${state.spec.id}: it is ${state.status}`)
 }
 
-function setDevice(
-  _state: RolloutState,
-  peerId: string,
-  d: DeviceProgress,
-  to: DeviceRolloutState,
-  now: number,
-  changes: RolloutChange[],
-): void {
-  changes.push({ kind: 'device', peerId, ring: d.ring, from: d.state, to })
+/** Moves a device to `to` (recording the change); returns its progress, safe to change further. */
+function setDevice(draft: Draft, peerId: string, to: DeviceRolloutState, now: number): DeviceProgress {
+  const d = draft.device(peerId)
+  draft.changes.push({ kind: 'device', peerId, ring: d.ring, from: d.state, to })
   d.state = to
   d.since = now
+  return d
 }
 
-function setRing(state: RolloutState, ring: number, to: RingStatus, changes: RolloutChange[]): void {
-  const r = state.rings[ring]!
+function setRing(draft: Draft, ring: number, to: RingStatus): void {
+  const r = draft.state.rings[ring]!
   if (r.status === to) return
-  changes.push({ kind: 'ring', ring, from: r.status, to })
+  draft.changes.push({ kind: 'ring', ring, from: r.status, to })
   r.status = to
 }
 
-function startRing(state: RolloutState, ring: number, now: number, changes: RolloutChange[]): void {
+function startRing(draft: Draft, ring: number, now: number): void {
+  const { state } = draft
   state.current = ring
   state.rings[ring]!.startedAt = now
-  setRing(state, ring, 'deploying', changes)
+  setRing(draft, ring, 'deploying')
   for (const [peerId, d] of Object.entries(state.devices)) {
     if (d.ring === ring && d.attempts === 0) {
-      d.attempts = 1
-      d.since = now
-      changes.push({ kind: 'device', peerId, ring, from: 'none', to: 'assigned' })
+      const own = draft.device(peerId)
+      own.attempts = 1
+      own.since = now
+      draft.changes.push({ kind: 'device', peerId, ring, from: 'none', to: 'assigned' })
     }
   }
 }
 
-function report(
-  state: RolloutState,
-  event: Extract<RolloutEvent, { type: 'report' }>,
-  now: number,
-  changes: RolloutChange[],
-): void {
-  const d = state.devices[event.peerId]
+function report(draft: Draft, event: ReportEvent, now: number): void {
+  const d = draft.state.devices[event.peerId]
   // Reports from devices outside the rollout, or for a ring not started, change nothing.
   if (!d || d.attempts === 0) return
   // During a rollback only answers to it (rollback-report) move a device.
   if (d.state === 'rolling-back' || d.state === 'rolled-back' || d.state === 'rollback-failed') return
   if (event.outcome === 'installed') {
-    if (d.state !== 'installed') setDevice(state, event.peerId, d, 'installed', now, changes)
-    delete d.lastError
+    if (d.state !== 'installed') setDevice(draft, event.peerId, 'installed', now)
+    if (d.lastError !== undefined) delete draft.device(event.peerId).lastError
     return
   }
   if (d.state !== 'assigned' && d.state !== 'installed') return
-  if (event.error) d.lastError = event.error
-  const retriesLeft = d.attempts <= state.spec.retries
-  setDevice(state, event.peerId, d, retriesLeft ? 'retry-wait' : 'failed-final', now, changes)
+  const retriesLeft = d.attempts <= draft.state.spec.retries
+  const own = setDevice(draft, event.peerId, retriesLeft ? 'retry-wait' : 'failed-final', now)
+  if (event.error) own.lastError = { ...event.error }
+}
+
+function rollbackReport(draft: Draft, event: RollbackReportEvent, now: number): void {
+  if (draft.state.devices[event.peerId]?.state !== 'rolling-back') return
+  const own = setDevice(draft, event.peerId, event.ok ? 'rolled-back' : 'rollback-failed', now)
+  if (event.error) own.lastError = { ...event.error }
+  else delete own.lastError
 }
 
 /** New target members: placed in their ring; if it already started, they deploy at once. */
-function join(state: RolloutState, devices: readonly DeviceInfo[], now: number, changes: RolloutChange[]): void {
+function join(draft: Draft, devices: readonly DeviceInfo[], now: number): void {
+  const { state } = draft
   // Cancelled and halted rollouts take no one new; a completed one still picks up late
   // joiners of its rings: the patch passed them.
   if (state.status !== 'active' && state.status !== 'paused' && state.status !== 'completed') return
@@ -280,13 +372,14 @@ function join(state: RolloutState, devices: readonly DeviceInfo[], now: number, 
     const ring = ringForLateJoiner(state.spec, device)
     if (ring === undefined) continue
     const started = state.rings[ring]!.status !== 'pending'
-    state.devices[device.peerId] = { ring, state: 'assigned', attempts: started ? 1 : 0, since: now }
-    if (started) changes.push({ kind: 'device', peerId: device.peerId, ring, from: 'none', to: 'assigned' })
+    draft.addDevice(device.peerId, { ring, state: 'assigned', attempts: started ? 1 : 0, since: now })
+    if (started) draft.changes.push({ kind: 'device', peerId: device.peerId, ring, from: 'none', to: 'assigned' })
   }
 }
 
 /** Timers, thresholds and ring advancement, repeated until nothing moves. */
-function settle(state: RolloutState, now: number, options: EngineOptions, changes: RolloutChange[]): void {
+function settle(draft: Draft, now: number, options: EngineOptions): void {
+  const { state, changes } = draft
   if (state.status === 'rolling-back') {
     if (!Object.values(state.devices).some((d) => d.state === 'rolling-back')) {
       changes.push({ kind: 'rollout', from: 'rolling-back', to: 'rolled-back' })
@@ -296,17 +389,16 @@ function settle(state: RolloutState, now: number, options: EngineOptions, change
   }
   const delay = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS
   if (state.status === 'active' || state.status === 'completed') {
-    for (const [peerId, d] of Object.entries(state.devices)) {
-      if (d.state === 'retry-wait' && now >= d.since + delay) {
-        d.attempts++
-        setDevice(state, peerId, d, 'assigned', now, changes)
-      }
+    for (const peerId in state.devices) {
+      const d = state.devices[peerId]!
+      if (d.state === 'retry-wait' && now >= d.since + delay) setDevice(draft, peerId, 'assigned', now).attempts++
     }
   }
   if (state.status !== 'active' && state.status !== 'paused') return
   // The error threshold of every ring started so far halts the whole rollout.
+  const counts = allRingCounts(state)
   for (let r = 0; r <= Math.min(state.current, state.rings.length - 1); r++) {
-    const c = ringCounts(state, r)
+    const c = counts[r]!
     const spec = state.spec.rings[r]!
     if (c.total > 0 && c.failed / c.total > spec.errorThreshold) {
       const reason = `ring ${spec.name}: ${c.failed} of ${c.total} devices failed (error threshold ${Math.round(spec.errorThreshold * 100)} %)`
@@ -323,7 +415,9 @@ function settle(state: RolloutState, now: number, options: EngineOptions, change
     const ring = state.rings[r]!
     const spec = state.spec.rings[r]!
     if (ring.status === 'deploying') {
-      const c = ringCounts(state, r)
+      // Starting a ring changes no device's counts in the rings before it, so `counts` holds
+      // for every ring up to the one that just started (whose devices are all pending).
+      const c = counts[r]!
       if (c.total > 0 && c.installed / c.total < spec.successThreshold) {
         // Every device is done (installed or failed for good) and the ring still falls short:
         // it can never pass, so the rollout halts rather than wait for ever.
@@ -338,15 +432,15 @@ function settle(state: RolloutState, now: number, options: EngineOptions, change
       ring.passedAt = now
       if ((spec.soakMinutes ?? 0) > 0) {
         ring.soakUntil = now + spec.soakMinutes! * 60_000
-        setRing(state, r, 'soaking', changes)
+        setRing(draft, r, 'soaking')
         continue
       }
-      setRing(state, r, spec.approvalGate ? 'awaiting-approval' : 'passed', changes)
+      setRing(draft, r, spec.approvalGate ? 'awaiting-approval' : 'passed')
       continue
     }
     if (ring.status === 'soaking') {
       if (now < ring.soakUntil!) return
-      setRing(state, r, spec.approvalGate ? 'awaiting-approval' : 'passed', changes)
+      setRing(draft, r, spec.approvalGate ? 'awaiting-approval' : 'passed')
       continue
     }
     if (ring.status === 'awaiting-approval') return
@@ -357,7 +451,7 @@ function settle(state: RolloutState, now: number, options: EngineOptions, change
         state.status = 'completed'
         return
       }
-      startRing(state, r + 1, now, changes)
+      startRing(draft, r + 1, now)
       continue
     }
     return

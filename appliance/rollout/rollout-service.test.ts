@@ -208,4 +208,74 @@ describe('RolloutService (real core: LevelDB, signed assignments, audit log)', (
     expect(again.status).toBe('active')
     expect(await assigned()).toEqual([peers[0]])
   })
+  it('sees an assignment changed by hand at the next resync of its index of assignments', async () => {
+    const resyncing = new RolloutService({
+      db: t.core.db,
+      catalog: t.core.catalog,
+      assignments: t.core.assignments,
+      audit: t.core.audit,
+      devices: () => t.core.devices.list(),
+      clock: t.clock,
+      log: silentLogger(),
+      resyncMs: 5 * 60_000,
+    })
+    await resyncing.create({ ...spec, bundleId }, op)
+    expect(await assigned()).toEqual([peers[0]])
+    // By hand, outside the rollout: the bundle to a device of the broad ring (not started).
+    await t.core.assignments.assign(bundleId, [peers[1]!])
+    t.clock.advance(5 * 60_000)
+    await resyncing.poll()
+    // The rollout holds its bundle's assignments: the broad ring has not started.
+    expect(await assigned()).toEqual([peers[0]])
+    // And the index follows what it just did: reports of the pilot count as before.
+    await report(peers[0]!, 'installed')
+    await resyncing.poll()
+    expect((await resyncing.get('tool-1')).rings.map((r) => r.status)).toEqual(['passed', 'deploying'])
+    expect((await assigned()).sort()).toEqual([...peers].sort())
+  })
+
+  it('a write that fails changes nothing: the state in memory stays, the next pass does it, the audit chain holds', async () => {
+    let failNext = false
+    const db = {
+      ...t.core.db,
+      async batch(ops: Parameters<typeof t.core.db.batch>[0]) {
+        if (failNext) {
+          failNext = false
+          throw new Error('injected: disk full')
+        }
+        return t.core.db.batch(ops)
+      },
+    }
+    const flaky = new RolloutService({
+      db,
+      catalog: t.core.catalog,
+      assignments: t.core.assignments,
+      audit: t.core.audit,
+      devices: () => t.core.devices.list(),
+      clock: t.clock,
+      log: silentLogger(),
+    })
+    await flaky.create({ ...spec, bundleId }, op)
+    await report(peers[0]!, 'installed')
+    failNext = true
+    await expect(flaky.poll()).rejects.toThrow(/injected/)
+    expect((await flaky.get('tool-1')).devices[peers[0]!]!.state).toBe('assigned')
+    expect(await assigned()).toEqual([peers[0]])
+    await flaky.poll()
+    expect((await flaky.get('tool-1')).devices[peers[0]!]!.state).toBe('installed')
+    expect((await assigned()).sort()).toEqual([...peers].sort())
+    expect((await t.core.audit.verify()).ok).toBe(true)
+    // What another service (a restart) loads from the database is what this one holds.
+    const fresh = new RolloutService({
+      db: t.core.db,
+      catalog: t.core.catalog,
+      assignments: t.core.assignments,
+      audit: t.core.audit,
+      devices: () => t.core.devices.list(),
+      clock: t.clock,
+      log: silentLogger(),
+    })
+    expect(await fresh.get('tool-1')).toEqual(await flaky.get('tool-1'))
+    expect(await fresh.list()).toEqual(await flaky.list())
+  })
 })

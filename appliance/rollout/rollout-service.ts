@@ -1,6 +1,8 @@
 import type { Logger } from 'pino'
 import type { Clock } from '../../shared/clock.ts'
 import { StateError } from '../../shared/errors.ts'
+import type { Assignment } from '../../shared/metadata/assignment-schema.ts'
+import type { SignedEnvelope } from '../../shared/metadata/envelope.ts'
 import type { StateBatchOp, StateDb } from '../../shared/store/state-db.ts'
 import type { Assignments } from '../assignments.ts'
 import type { AuditLog } from '../audit/audit-log.ts'
@@ -10,13 +12,14 @@ import type { DeviceInfo } from './ring-selection.ts'
 import {
   applyEvent,
   createRollout,
-  desiredDevices,
   type EngineOptions,
   nextWakeAt,
+  type ReportEvent,
+  type RollbackReportEvent,
   type RolloutChange,
   type RolloutEvent,
-  rollbackDevices,
   type Transition,
+  wantedEntry,
 } from './rollout-engine.ts'
 import { type RolloutSpecT, type RolloutState, rolloutSpecChecker } from './rollout-types.ts'
 
@@ -34,6 +37,11 @@ export interface RolloutServiceDeps {
   engine?: EngineOptions
   /** How often reports and late joiners are looked at without any other event. Default 15 s. */
   pollMs?: number
+  /**
+   * How often every device's assignment is read again to check the in-memory index of what
+   * they carry (catches an assignment changed by hand, `patchswarm assign`). Default 10 min.
+   */
+  resyncMs?: number
 }
 
 export type Actor = { type: 'operator' | 'api-token' | 'system'; id: string }
@@ -52,15 +60,29 @@ interface StoredRollout {
 const LIVE: ReadonlySet<RolloutState['status']> = new Set(['active', 'paused', 'halted', 'completed', 'rolling-back'])
 
 const KEY = 'rollout:'
+const DEFAULT_RESYNC_MS = 10 * 60_000
+
+/** The action of a bundle's entry in a device's current assignment. */
+type EntryAction = Assignment['bundles'][number]['action']
 
 /**
  * Runs the rollout engine for real: persists each rollout as one LevelDB value with an audit
  * record per change in the same batch (a kill -9 at any moment loses no acknowledged
  * transition), turns the engine's desired devices into signed assignments, feeds it the
  * devices' reports, and wakes it for soaks, retries and late joiners.
+ *
+ * This service is the only writer of `rollout:` keys, so it keeps every stored rollout in
+ * memory (loaded once, replaced only after its batch is written) instead of parsing the whole
+ * device map again on every read. It also keeps an index of which devices' assignments carry
+ * which bundle (one scan of the assignments at start and every `resyncMs`, then updated from
+ * what its own assignment changes did), so a pass does not read every device's assignment.
  */
 export class RolloutService {
   readonly #d: RolloutServiceDeps
+  #rollouts: Promise<Map<string, StoredRollout>> | undefined
+  /** bundleId → PeerId → the action of that bundle in the device's assignment; built at #entriesAt. */
+  #entries: Map<string, Map<string, EntryAction>> | undefined
+  #entriesAt = 0
   #timer: NodeJS.Timeout | undefined
   /** When the scheduled poll fires (epoch ms, real time). */
   #timerAt = Number.POSITIVE_INFINITY
@@ -114,10 +136,9 @@ export class RolloutService {
     this.#timer.unref()
   }
 
+  /** Every rollout, newest first. The states are shared: treat them as read-only. */
   async list(): Promise<RolloutState[]> {
-    const out: RolloutState[] = []
-    for await (const [, r] of this.#d.db.iterate<StoredRollout>(KEY)) out.push(r.state)
-    return out.sort((a, b) => b.createdAt - a.createdAt)
+    return [...(await this.#all()).values()].map((r) => r.state).sort((a, b) => b.createdAt - a.createdAt)
   }
 
   async get(id: string): Promise<RolloutState> {
@@ -130,7 +151,7 @@ export class RolloutService {
     if (!(await this.#d.catalog.get(spec.bundleId)))
       throw new StateError('PSW_ERR_NOT_FOUND', `no bundle ${spec.bundleId} in the catalog`)
     return this.#d.audit.exclusive(async () => {
-      if (await this.#d.db.get(KEY + spec.id)) throw new StateError('PSW_ERR_CONFLICT', `rollout ${spec.id} exists`)
+      if ((await this.#all()).has(spec.id)) throw new StateError('PSW_ERR_CONFLICT', `rollout ${spec.id} exists`)
       const rival = (await this.list()).find((r) => r.spec.bundleId === spec.bundleId && LIVE.has(r.status))
       if (rival)
         throw new StateError(
@@ -178,59 +199,59 @@ export class RolloutService {
     })
   }
 
-  /** Feeds every live rollout the devices' latest reports and the current membership. */
+  /**
+   * Feeds every live rollout the devices' latest reports and the current membership: per
+   * rollout one `reports` event with every report that counts (see below) and one `tick`,
+   * committed together.
+   */
   async poll(): Promise<void> {
     const records = await this.#d.devices()
     const infos = records.map((r) => this.#info(r))
     let wake: number | undefined
-    for (const state of await this.list()) {
+    for (const { state } of [...(await this.#all()).values()]) {
       if (state.status === 'cancelled' || state.status === 'halted' || state.status === 'rolled-back') continue
       await this.#d.audit.exclusive(async () => {
         const stored = await this.#load(state.spec.id)
-        let t: Transition = { state: stored.state, changes: [] }
-        const changes: RolloutChange[] = []
-        const now = this.#d.clock.now()
+        const current = stored.state
+        const reports: Array<ReportEvent | RollbackReportEvent> = []
         for (const r of records) {
-          const d = t.state.devices[r.peerId]
-          const b = r.report?.bundles.find((x) => x.bundleId === t.state.spec.bundleId)
-          if (!d || !b || d.attempts === 0) continue
+          const d = current.devices[r.peerId]
+          if (!d || d.attempts === 0 || !r.report) continue
+          const b = r.report.bundles.find((x) => x.bundleId === current.spec.bundleId)
+          if (!b) continue
           const issued = stored.issued[r.peerId]
-          const seen = issued !== undefined && (r.report?.assignmentVersion ?? 0) >= issued.version
+          const seen = issued !== undefined && (r.report.assignmentVersion ?? 0) >= issued.version
           if (d.state === 'rolling-back') {
             // Only an answer to the rollback instruction itself counts.
             if (!seen || !issued.rollback) continue
-            if (b.state === 'rolled-back' || b.state === 'failed') {
-              const ok = b.state === 'rolled-back'
-              const answer: RolloutEvent = {
+            if (b.state === 'rolled-back' || b.state === 'failed')
+              reports.push({
                 type: 'rollback-report',
                 peerId: r.peerId,
-                ok,
+                ok: b.state === 'rolled-back',
                 ...(b.error ? { error: b.error } : {}),
-              }
-              t = applyEvent(t.state, answer, now, this.#d.engine)
-              changes.push(...t.changes)
-            }
+              })
             continue
           }
           // A report counts only once the device has seen the assignment of this attempt.
           if (!seen || issued.rollback || issued.attempt !== d.attempts) continue
           if (b.state === 'installed' && d.state !== 'installed') {
-            t = applyEvent(t.state, { type: 'report', peerId: r.peerId, outcome: 'installed' }, now, this.#d.engine)
-            changes.push(...t.changes)
+            reports.push({ type: 'report', peerId: r.peerId, outcome: 'installed' })
           } else if ((b.state === 'failed' || b.state === 'rolled-back') && d.state === 'assigned') {
-            const report: RolloutEvent = {
+            reports.push({
               type: 'report',
               peerId: r.peerId,
               outcome: 'failed',
               ...(b.error ? { error: b.error } : {}),
-            }
-            t = applyEvent(t.state, report, now, this.#d.engine)
-            changes.push(...t.changes)
+            })
           }
         }
-        t = applyEvent(t.state, { type: 'tick', devices: infos }, now, this.#d.engine)
-        changes.push(...t.changes)
-        await this.#commit(stored, { state: t.state, changes }, { type: 'system', id: 'rollout-engine' })
+        const now = this.#d.clock.now()
+        let t: Transition = { state: current, changes: [] }
+        if (reports.length > 0) t = applyEvent(t.state, { type: 'reports', reports }, now, this.#d.engine)
+        const tick = applyEvent(t.state, { type: 'tick', devices: infos }, now, this.#d.engine)
+        const changes: RolloutChange[] = t.changes.concat(tick.changes)
+        await this.#commit(stored, { state: tick.state, changes }, { type: 'system', id: 'rollout-engine' })
       })
       const next = nextWakeAt(await this.get(state.spec.id), this.#d.engine)
       if (next !== undefined) wake = wake === undefined ? next : Math.min(wake, next)
@@ -254,7 +275,7 @@ export class RolloutService {
     command?: { action: string; after?: unknown },
   ): Promise<RolloutState> {
     const id = t.state.spec.id
-    const ops: StateBatchOp[] = []
+    let ops: StateBatchOp[] = []
     const target = { type: 'rollout', id }
     if (command) {
       ops.push(
@@ -295,7 +316,10 @@ export class RolloutService {
     }
     const next: StoredRollout = { state: t.state, issued: stored.issued }
     ops.push({ type: 'put', key: KEY + id, value: next })
+    ops = lastWriteOfEachKey(ops)
     await this.#d.db.batch(ops)
+    // Only now, with the batch durable, does the in-memory copy move on.
+    ;(await this.#all()).set(id, next)
     await this.#reconcile(next)
     return t.state
   }
@@ -307,44 +331,57 @@ export class RolloutService {
    */
   async #reconcile(stored: StoredRollout): Promise<void> {
     const { state } = stored
-    const desired = new Set(desiredDevices(state))
-    const rollingBack = new Set(rollbackDevices(state))
+    const { bundleId } = state.spec
+    const entries = await this.#entriesOf(bundleId)
     const add: string[] = []
     const remove: string[] = []
     const reissue: string[] = []
     const rollback: string[] = []
-    for (const [peerId, d] of Object.entries(state.devices)) {
-      const entry = ((await this.#d.assignments.get(peerId))?.signed.bundles ?? []).find(
-        (b) => b.bundleId === state.spec.bundleId,
-      )
-      if (rollingBack.has(peerId)) {
-        if (entry?.action !== 'rollback' || !stored.issued[peerId]?.rollback) rollback.push(peerId)
+    for (const peerId in state.devices) {
+      const d = state.devices[peerId]!
+      const action = entries.get(peerId)
+      const wanted = wantedEntry(state, d)
+      if (wanted === 'rollback') {
+        if (action !== 'rollback' || !stored.issued[peerId]?.rollback) rollback.push(peerId)
         continue
       }
       if (d.state === 'rollback-failed') continue
-      const want = desired.has(peerId)
-      if (want && entry?.action !== 'install') add.push(peerId)
-      else if (!want && entry && (d.state !== 'installed' || entry.action === 'rollback')) remove.push(peerId)
-      else if (want && entry && d.state === 'assigned' && (stored.issued[peerId]?.attempt ?? 0) < d.attempts)
+      if (wanted === 'install' && action !== 'install') add.push(peerId)
+      else if (wanted === undefined && action !== undefined && (d.state !== 'installed' || action === 'rollback'))
+        remove.push(peerId)
+      else if (wanted === 'install' && d.state === 'assigned' && (stored.issued[peerId]?.attempt ?? 0) < d.attempts)
         reissue.push(peerId)
     }
     if (add.length + remove.length + reissue.length + rollback.length === 0) return
-    const versions = await this.#d.assignments.apply(state.spec.bundleId, {
+    const versions = await this.#d.assignments.apply(bundleId, {
       add,
       remove,
       reissue,
       rollback,
       ...(state.rollback?.emergency ? { emergency: true } : {}),
     })
+    // The batch is written: the index follows what the assignments now say. A device apply()
+    // left alone already was as asked (or is not enrolled: the next resync sees it), except a
+    // re-issue of an entry that is not there any more, which the next pass adds again.
+    for (const p of add) entries.set(p, 'install')
+    for (const p of rollback) entries.set(p, 'rollback')
+    for (const p of remove) entries.delete(p)
+    for (const p of reissue) if (!versions.has(p)) entries.delete(p)
+    let issued = 0
     for (const p of [...add, ...reissue]) {
       const version = versions.get(p)
-      if (version !== undefined) stored.issued[p] = { attempt: state.devices[p]!.attempts, version }
+      if (version === undefined) continue
+      stored.issued[p] = { attempt: state.devices[p]!.attempts, version }
+      issued++
     }
     for (const p of rollback) {
       const version = versions.get(p)
-      if (version !== undefined) stored.issued[p] = { attempt: state.devices[p]!.attempts, version, rollback: true }
+      if (version === undefined) continue
+      stored.issued[p] = { attempt: state.devices[p]!.attempts, version, rollback: true }
+      issued++
     }
-    await this.#d.db.put(KEY + state.spec.id, stored)
+    // Withdrawals record nothing: only a new install or rollback instruction changes `issued`.
+    if (issued > 0) await this.#d.db.put(KEY + state.spec.id, stored)
     this.#d.log.info(
       {
         rollout: state.spec.id,
@@ -357,8 +394,45 @@ export class RolloutService {
     )
   }
 
+  /**
+   * PeerId → action of `bundleId` in that device's current assignment, from the index; the
+   * index is rebuilt from one scan of every assignment when it is older than `resyncMs`.
+   * Called holding `audit.exclusive()`, like every other use of the index.
+   */
+  async #entriesOf(bundleId: string): Promise<Map<string, EntryAction>> {
+    const now = this.#d.clock.now()
+    if (this.#entries === undefined || now - this.#entriesAt >= (this.#d.resyncMs ?? DEFAULT_RESYNC_MS)) {
+      const index = new Map<string, Map<string, EntryAction>>()
+      for await (const [, env] of this.#d.db.iterate<SignedEnvelope<Assignment>>('assignment:')) {
+        for (const b of env.signed.bundles) {
+          const m = index.get(b.bundleId) ?? new Map<string, EntryAction>()
+          index.set(b.bundleId, m)
+          m.set(env.signed.device, b.action)
+        }
+      }
+      this.#entries = index
+      this.#entriesAt = now
+    }
+    const m = this.#entries.get(bundleId) ?? new Map<string, EntryAction>()
+    this.#entries.set(bundleId, m)
+    return m
+  }
+
+  /** Every stored rollout by id, loaded on first use. */
+  #all(): Promise<Map<string, StoredRollout>> {
+    this.#rollouts ??= (async () => {
+      const out = new Map<string, StoredRollout>()
+      for await (const [, r] of this.#d.db.iterate<StoredRollout>(KEY)) out.set(r.state.spec.id, r)
+      return out
+    })().catch((err: unknown) => {
+      this.#rollouts = undefined
+      throw err
+    })
+    return this.#rollouts
+  }
+
   async #load(id: string): Promise<StoredRollout> {
-    const stored = await this.#d.db.get<StoredRollout>(KEY + id)
+    const stored = (await this.#all()).get(id)
     if (!stored) throw new StateError('PSW_ERR_NOT_FOUND', `no rollout ${id}`)
     return stored
   }
@@ -370,6 +444,17 @@ export class RolloutService {
   async #deviceInfos(): Promise<DeviceInfo[]> {
     return (await this.#d.devices()).map((r) => this.#info(r))
   }
+}
+
+/**
+ * The batch without the writes a later write of the same key in it overrides: the same
+ * outcome once the (atomic) batch is applied. Every audit record of a batch rewrites the audit
+ * head; a pass with 3 000 device transitions would otherwise encode and write it 3 000 times.
+ */
+function lastWriteOfEachKey(ops: readonly StateBatchOp[]): StateBatchOp[] {
+  const last = new Map<string, number>()
+  for (const [i, op] of ops.entries()) last.set(op.key, i)
+  return ops.filter((op, i) => last.get(op.key) === i)
 }
 
 export type { RolloutSpecT }
