@@ -18,6 +18,7 @@ import { applianceUploadedFromSwarm, deliveredFromDevices } from './metrics/deli
 import { createMetrics } from './metrics/prometheus.ts'
 import { type ApplianceNetwork, startApplianceNetwork } from './network.ts'
 import { type Group, matches } from './policy/groups.ts'
+import { checkRolloutAdmission } from './policy/rollout-admission.ts'
 import { syncDeviceWindows } from './policy/window-policy.ts'
 import { RolloutService } from './rollout/rollout-service.ts'
 import { ApplianceSwarm, type BundleSwarmStats } from './swarm.ts'
@@ -99,6 +100,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
       return core.devices.list()
     },
     groupsOf: (device) => groupsOfDevice(device),
+    admit: async (spec) => checkRolloutAdmission(spec, await core.approvals.list(spec.bundleId)),
     clock,
     log: log.child({ component: 'appliance:rollout' }),
   })

@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../shared/log.ts'
 import { readAdminToken } from '../data-dir.ts'
+import { checkRolloutAdmission } from '../policy/rollout-admission.ts'
+import { RolloutService } from '../rollout/rollout-service.ts'
 import { ingestSmallBundle, openTestAppliance, type TestAppliance } from '../test-fixtures.ts'
 import { createHttpServer } from './server.ts'
 
@@ -9,9 +11,20 @@ describe('policy routes: patches, approvals, auto-approval rules, plan (real cor
   let t: TestAppliance
   let app: FastifyInstance
   let auth: { authorization: string }
+  let rollouts: RolloutService
 
   beforeEach(async () => {
     t = await openTestAppliance()
+    rollouts = new RolloutService({
+      db: t.core.db,
+      catalog: t.core.catalog,
+      assignments: t.core.assignments,
+      audit: t.core.audit,
+      devices: () => t.core.devices.list(),
+      clock: t.clock,
+      log: silentLogger(),
+      admit: async (spec) => checkRolloutAdmission(spec, await t.core.approvals.list(spec.bundleId)),
+    })
     auth = { authorization: `Bearer ${await readAdminToken(t.core.layout)}` }
     app = await createHttpServer({
       core: t.core,
@@ -26,6 +39,7 @@ describe('policy routes: patches, approvals, auto-approval rules, plan (real cor
       }),
       startedAt: Date.now(),
       log: silentLogger(),
+      rollouts,
     })
   })
   afterEach(async () => {
@@ -105,5 +119,50 @@ describe('policy routes: patches, approvals, auto-approval rules, plan (real cor
     expect(
       ((await app.inject({ method: 'GET', url: '/api/v1/approval-rules' })).json() as { rules: unknown[] }).rules,
     ).toEqual([])
+  })
+
+  const rings = [{ name: 'all', selector: { rest: true }, successThreshold: 1, errorThreshold: 0 }]
+
+  it('refuses a rollout of a declined patch (site-wide, or for a targeted group) with PSW_ERR_PATCH_DECLINED', async () => {
+    const a = await ingestSmallBundle(t, 'tool', '1')
+    expect((await post(`/api/v1/patches/${a.bundleId}/decline`, { group: 'desktops' })).statusCode).toBe(200)
+    const spec = { id: 'r1', name: 'tool 1', bundleId: a.bundleId, retries: 0, rings }
+    const toDesktops = await post('/api/v1/rollouts', { ...spec, target: ['desktops'] })
+    expect(toDesktops.statusCode).toBe(409)
+    expect(toDesktops.json()).toMatchObject({ code: 'PSW_ERR_PATCH_DECLINED', details: { groups: ['desktops'] } })
+    expect((await post('/api/v1/rollouts', { ...spec, target: 'all' })).json()).toMatchObject({
+      code: 'PSW_ERR_PATCH_DECLINED',
+    })
+    expect((await post('/api/v1/rollouts', { ...spec, target: ['servers'] })).statusCode).toBe(201)
+    await post(`/api/v1/patches/${a.bundleId}/decline`, { group: '*' })
+    const siteWide = await post('/api/v1/rollouts', { ...spec, id: 'r2', target: ['servers'] })
+    expect(siteWide.json()).toMatchObject({ code: 'PSW_ERR_PATCH_DECLINED', details: { groups: ['*'] } })
+  })
+
+  it('deploys the plan: one rollout per planned patch, targeting the groups whose plan has it; again = nothing new', async () => {
+    const a = await ingestSmallBundle(t, 'tool', '1')
+    const b = await ingestSmallBundle(t, 'viewer', '9')
+    for (const g of ['servers', 'desktops'])
+      await t.core.groups.create({ id: g, name: g, match: { tags: { any: [g] } } })
+    await post(`/api/v1/patches/${a.bundleId}/approve`, { group: 'servers' })
+    await post(`/api/v1/patches/${a.bundleId}/approve`, { group: 'desktops' })
+    await post(`/api/v1/patches/${b.bundleId}/approve`, { group: 'desktops' })
+    const res = await post('/api/v1/plan/rollouts', { rings, retries: 1 })
+    expect(res.statusCode, res.body).toBe(201)
+    const body = res.json() as { created: Array<{ bundleId: string; spec: { target: string[] } }>; skipped: unknown[] }
+    expect(new Map(body.created.map((r) => [r.bundleId, r.spec.target]))).toEqual(
+      new Map([
+        [a.bundleId, ['desktops', 'servers']],
+        [b.bundleId, ['desktops']],
+      ]),
+    )
+    const again = await post('/api/v1/plan/rollouts', { rings, retries: 1 })
+    expect(again.statusCode).toBe(200)
+    expect(again.json()).toMatchObject({
+      created: [],
+      skipped: [{ reason: 'live-rollout' }, { reason: 'live-rollout' }],
+    })
+    const { records } = await t.core.audit.query({ limit: 100, order: 'asc' })
+    expect(records.filter((r) => r.action === 'rollout.create')).toHaveLength(2)
   })
 })

@@ -42,6 +42,11 @@ export interface RolloutServiceDeps {
    * they carry (catches an assignment changed by hand, `patchswarm assign`). Default 10 min.
    */
   resyncMs?: number
+  /**
+   * Policy's say before a rollout starts (declines: PSW_ERR_PATCH_DECLINED); runs inside the
+   * audit log's exclusive section, so a decline cannot slip in between check and start.
+   */
+  admit?: (spec: RolloutSpecT) => Promise<void>
 }
 
 export type Actor = { type: 'operator' | 'api-token' | 'system'; id: string }
@@ -152,6 +157,7 @@ export class RolloutService {
       throw new StateError('PSW_ERR_NOT_FOUND', `no bundle ${spec.bundleId} in the catalog`)
     return this.#d.audit.exclusive(async () => {
       if ((await this.#all()).has(spec.id)) throw new StateError('PSW_ERR_CONFLICT', `rollout ${spec.id} exists`)
+      await this.#d.admit?.(spec)
       const rival = (await this.list()).find((r) => r.spec.bundleId === spec.bundleId && LIVE.has(r.status))
       if (rival)
         throw new StateError(
@@ -222,8 +228,9 @@ export class RolloutService {
           const issued = stored.issued[r.peerId]
           const seen = issued !== undefined && (r.report.assignmentVersion ?? 0) >= issued.version
           if (d.state === 'rolling-back') {
-            // Only an answer to the rollback instruction itself counts.
-            if (!seen || !issued.rollback) continue
+            // Only an answer to the rollback instruction itself counts (agents name the action
+            // they answer; older agents do not, and the version check alone decides).
+            if (!seen || !issued.rollback || (b.action !== undefined && b.action !== 'rollback')) continue
             if (b.state === 'rolled-back' || b.state === 'failed')
               reports.push({
                 type: 'rollback-report',
@@ -234,7 +241,7 @@ export class RolloutService {
             continue
           }
           // A report counts only once the device has seen the assignment of this attempt.
-          if (!seen || issued.rollback || issued.attempt !== d.attempts) continue
+          if (!seen || issued.rollback || issued.attempt !== d.attempts || b.action === 'rollback') continue
           if (b.state === 'installed' && d.state !== 'installed') {
             reports.push({ type: 'report', peerId: r.peerId, outcome: 'installed' })
           } else if ((b.state === 'failed' || b.state === 'rolled-back') && d.state === 'assigned') {

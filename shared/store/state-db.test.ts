@@ -146,6 +146,19 @@ describe('state db', () => {
     expect(await reopened.nextCounter('manifest-version')).toBe(101)
   })
 
+  it('reserves blocks of counter values with one write; blocks never overlap, also across a restart', async () => {
+    const db = await openDb()
+    expect(await db.nextCounter('v')).toBe(1)
+    const [a, b] = await Promise.all([db.reserveCounter('v', 1000), db.reserveCounter('v', 3)])
+    expect([a, b]).toEqual([2, 1002])
+    expect(await db.nextCounter('v')).toBe(1005)
+    await expect(db.reserveCounter('v', 0)).rejects.toMatchObject({ code: 'PSW_ERR_INVALID_ARGUMENT' })
+    await db.close()
+    const reopened = await openDb()
+    expect(await reopened.reserveCounter('v', 10)).toBe(1006)
+    await reopened.close()
+  })
+
   it('iterates exactly one prefix, in order, with limit and reverse', async () => {
     const db = await openDb()
     const keys = ['a', 'a:', 'a:1', 'a:2', 'a:\u00ff', 'a:\u{1F600}', 'a;x', 'a9', 'b:1', 'A:1']

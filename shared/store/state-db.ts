@@ -42,6 +42,11 @@ export interface StateDb {
   iterate<T>(prefix: string, options?: IterateOptions): AsyncIterable<[string, T]>
   /** Returns 1, 2, 3, … for `name`; persisted durably, serialised within this process. */
   nextCounter(name: string): Promise<number>
+  /**
+   * Reserves `count` consecutive values of `name` with one durable write and returns the first.
+   * Values reserved and not used are gaps, never reused (counters are versions: only order matters).
+   */
+  reserveCounter(name: string, count: number): Promise<number>
   /** Closes the database; idempotent. */
   close(): Promise<void>
 }
@@ -161,6 +166,21 @@ export async function openStateDb(options: StateDbOptions): Promise<StateDb> {
     }
   }
 
+  const reserveCounter = async (name: string, count: number): Promise<number> => {
+    assertKey(name)
+    if (!Number.isSafeInteger(count) || count < 1)
+      throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', `cannot reserve ${count} counter values`)
+    const key = COUNTER_PREFIX + name
+    return counterLock.runExclusive(async () => {
+      const current = (await db.get(key)) ?? 0
+      if (typeof current !== 'number' || !Number.isSafeInteger(current)) {
+        throw new StoreError('PSW_ERR_INTERNAL', `counter ${name} holds a non-integer value`, { details: { key } })
+      }
+      await put(key, current + count)
+      return current + 1
+    })
+  }
+
   return {
     path,
     schemaVersion,
@@ -212,17 +232,10 @@ export async function openStateDb(options: StateDbOptions): Promise<StateDb> {
     },
 
     nextCounter(name) {
-      assertKey(name)
-      const key = COUNTER_PREFIX + name
-      return counterLock.runExclusive(async () => {
-        const current = (await db.get(key)) ?? 0
-        if (typeof current !== 'number' || !Number.isSafeInteger(current)) {
-          throw new StoreError('PSW_ERR_INTERNAL', `counter ${name} holds a non-integer value`, { details: { key } })
-        }
-        const next = current + 1
-        await put(key, next)
-        return next
-      })
+      return reserveCounter(name, 1)
+    },
+    reserveCounter(name, count) {
+      return reserveCounter(name, count)
     },
 
     close() {
