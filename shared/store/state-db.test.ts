@@ -159,6 +159,23 @@ describe('state db', () => {
     await reopened.close()
   })
 
+  it('tells write listeners the keys of each durable put, delete and batch, until removed', async () => {
+    const db = await openDb()
+    const seen: string[][] = []
+    const off = db.onWrite((keys) => seen.push(keys))
+    await db.put('a:1', { x: 1 })
+    await db.batch([
+      { type: 'put', key: 'b:1', value: 1 },
+      { type: 'del', key: 'a:1' },
+    ])
+    await db.del('b:1')
+    await db.nextCounter('c')
+    off()
+    await db.put('a:2', 2)
+    expect(seen).toEqual([['a:1'], ['b:1', 'a:1'], ['b:1'], [expect.stringContaining('c')]])
+    await db.close()
+  })
+
   it('iterates exactly one prefix, in order, with limit and reverse', async () => {
     const db = await openDb()
     const keys = ['a', 'a:', 'a:1', 'a:2', 'a:\u00ff', 'a:\u{1F600}', 'a;x', 'a9', 'b:1', 'A:1']

@@ -47,6 +47,12 @@ export interface StateDb {
    * Values reserved and not used are gaps, never reused (counters are versions: only order matters).
    */
   reserveCounter(name: string, count: number): Promise<number>
+  /**
+   * Calls `listener` with the keys of every put, delete and batch once it is durable (level's
+   * `write` event), in write order. For live updates (the web UI's event stream): listeners
+   * must be cheap and must not throw. Returns a function that removes the listener.
+   */
+  onWrite(listener: (keys: string[]) => void): () => void
   /** Closes the database; idempotent. */
   close(): Promise<void>
 }
@@ -229,6 +235,20 @@ export async function openStateDb(options: StateDbOptions): Promise<StateDb> {
         limit: iterateOptions.limit ?? -1,
       })
       for await (const [key, value] of it) yield [key.toString('utf8'), value as T]
+    },
+
+    onWrite(listener) {
+      const handler = (ops: Array<{ key: unknown }>) => {
+        try {
+          listener(ops.map((op) => String(op.key)))
+        } catch (err) {
+          log.warn({ err }, 'state write listener failed')
+        }
+      }
+      db.on('write', handler)
+      return () => {
+        db.off('write', handler)
+      }
     },
 
     nextCounter(name) {
