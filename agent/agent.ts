@@ -1,11 +1,10 @@
-import { existsSync } from 'node:fs'
-import { mkdir, readFile, realpath, rm } from 'node:fs/promises'
+import { readFile, realpath, rm } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { isAbsolute, join, normalize, relative, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
-import { hasCode, InstallError, isPswError, PswError } from '../shared/errors.ts'
+import { InstallError, isPswError, PswError } from '../shared/errors.ts'
 import { readBodyLimited } from '../shared/http/read-limited.ts'
 import type { AssignedBundleT, Assignment, AssignmentWindows } from '../shared/metadata/assignment-schema.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
@@ -18,18 +17,11 @@ import {
 } from '../shared/protocol/control-protocol.ts'
 import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
-import {
-  type BundleState,
-  BundleStates,
-  boundLog,
-  errorInfo,
-  failureTexts,
-  installFailure,
-  reportedState,
-} from './bundle-state.ts'
+import type { BundleContext } from './bundle-context.ts'
+import { type BundleState, BundleStates, errorInfo, reportedState } from './bundle-state.ts'
 import { type AgentConfig, agentLayout, readAgentConfig, writeAgentConfig } from './data-dir.ts'
-import { installDecision, rollbackDecision } from './install-gate.ts'
-import { checkSupported, createAgentInstallRouter, filesInstall } from './install-support.ts'
+import { createInstallHandler } from './install-handler.ts'
+import { createAgentInstallRouter, filesInstall } from './install-support.ts'
 import { createFilesInstaller } from './installer/files-installer.ts'
 import { createProcessRunner, type ProcessRunner } from './installer/process-runner.ts'
 import { createAgentInventory } from './inventory/inventory.ts'
@@ -37,8 +29,8 @@ import { MetadataGuard } from './metadata-guard.ts'
 import { type AgentNetwork, startAgentNetwork } from './network.ts'
 import { currentBootId, RebootKeeper } from './reboot.ts'
 import { fitReport } from './report-fit.ts'
+import { createRollbackHandler } from './rollback-handler.ts'
 import { AgentSwarm } from './swarm/agent-swarm.ts'
-import { readVerified } from './verified-reader.ts'
 
 export const AGENT_SCHEMA_VERSION = 1
 export const AGENT_VERSION = '0.1.0'
@@ -244,313 +236,33 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     await rm(join(layout.downloads, `${bundleId}.part`), { force: true })
   }
 
-  const handleInstall = async (entry: AssignedBundleT, policy: AssignmentWindows) => {
-    const previous = await states.get(entry.bundleId)
-    // An install that failed (or was rolled back after failing) under this very assignment
-    // waits for a re-issued one (a retry).
-    if (
-      (previous?.state === 'failed' || previous?.state === 'rolled-back') &&
-      previous.installFailedUnder !== undefined &&
-      previous.installFailedUnder === assignmentVersion
-    )
-      return
-    const partPath = join(layout.downloads, `${entry.bundleId}.part`)
-    // Installed and seeding (or nothing left to seed from): nothing to do.
-    if (
-      previous?.state === 'installed' &&
-      previous.action === undefined &&
-      previous.manifestVersion === entry.manifestVersion &&
-      (swarm?.get(entry.bundleId) || !existsSync(partPath))
-    )
-      return
-    // --download-only: downloaded and seeding already.
-    if (
-      options.downloadOnly &&
-      previous?.state === 'downloaded' &&
-      previous.manifestVersion === entry.manifestVersion &&
-      swarm?.get(entry.bundleId)?.complete
-    )
-      return
-    const base = {
-      bundleId: entry.bundleId,
-      manifestVersion: entry.manifestVersion,
-      transfer: previous?.transfer ?? { bytesFromAppliance: 0, bytesFromPeers: 0, bytesServed: 0 },
-    }
-    const manifest = await fetchManifest(entry, base)
-    if (manifest === undefined) return
-    try {
-      checkSupported(manifest)
-    } catch (err) {
-      refused = errorInfo(err)
-      log.warn({ bundleId: entry.bundleId, ...refused }, 'manifest refused')
-      await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: 0, error: refused })
-      return
-    }
-    const total = manifest.content.chunks.length
-    // The same content under a newer manifest (refresh, re-ingest), or a crash between the
-    // installer's journal and ours: the bytes are in place, nothing to download.
-    const already = await installedAt(manifest)
-    if (already === 'here') {
-      // What the install reported (health, reboot, release) stays with it.
-      const kept =
-        previous?.state === 'installed'
-          ? {
-              ...(previous.health ? { health: previous.health } : {}),
-              ...(previous.log !== undefined ? { log: previous.log } : {}),
-              ...(previous.rebootRequired ? { rebootRequired: true, rebootBootId: previous.rebootBootId } : {}),
-              ...(previous.released ? { released: true as const } : {}),
-            }
-          : {}
-      await states.put({ ...base, ...kept, state: 'installed', chunksHave: total, chunksTotal: total })
-      // The downloaded copy is still here: seed it to the site's other agents.
-      if (existsSync(partPath) && !swarm!.get(manifest.bundleId)) {
-        const session = await swarm!.session(manifest, partPath, base.transfer)
-        if (!session.complete) await swarm!.close(manifest.bundleId)
-      }
-      return
-    }
-    if (already === 'elsewhere') {
-      const error = {
-        code: 'PSW_ERR_CONFLICT',
-        message: `bundle is installed under another target root than ${filesInstall(manifest).targetRoot}; roll it back first`,
-      }
-      await states.put({ ...base, state: 'failed', chunksHave: 0, chunksTotal: total, error })
-      return
-    }
-    let installing = false
-    try {
-      // Downloaded and seeding already (waiting for a maintenance window): straight to the gate.
-      const waiting =
-        previous?.state === 'downloaded' &&
-        previous.manifestVersion === entry.manifestVersion &&
-        swarm!.get(entry.bundleId)?.complete === true
-      let downloadSeconds = waiting ? previous.downloadSeconds : undefined
-      if (!waiting) {
-        await states.put({ ...base, state: 'downloading', chunksHave: 0, chunksTotal: total })
-        // Downloads from peers and the appliance at once, and seeds what it has meanwhile.
-        const session = await swarm!.session(manifest, partPath, base.transfer)
-        let lastLogged = -1
-        const result = await session.download(stopping.signal, (have) => {
-          const tenth = Math.floor((10 * have) / total)
-          if (tenth !== lastLogged) {
-            lastLogged = tenth
-            log.info({ bundleId: manifest.bundleId.slice(0, 12), have, total }, 'downloading')
-          }
-        })
-        base.transfer = { ...session.counters }
-        downloadSeconds = result.seconds
-        await states.put({ ...base, state: 'downloaded', chunksHave: total, chunksTotal: total, downloadSeconds })
-        log.info(
-          { bundleId: manifest.bundleId.slice(0, 12), ...result, ...base.transfer, requests: session.outcomes },
-          'download complete and verified',
-        )
-        await report()
-      }
-      // Download and seed only (benchmarks).
-      if (options.downloadOnly) return
-      // Download any time, install only while a maintenance window is open (signed into the
-      // assignment; emergency bundles ignore it). Meanwhile the bundle stays 'downloaded' and
-      // is seeded to the site's other agents.
-      const gate = installDecision({
-        windows: policy.windows,
-        spreadSeconds: policy.spreadSeconds,
-        emergency: entry.emergency === true,
-        maxRunSeconds: manifest.install.maxRunSeconds,
-        peerId: config.peerId,
-        now: clock.now(),
-      })
-      if (!gate.install) {
-        logWaiting(entry.bundleId, 'install', gate.reason, gate.nextAt)
-        return
-      }
-      waitingLogged.delete(entry.bundleId)
-      if (gate.reason !== 'no-windows')
-        log.info({ bundleId: manifest.bundleId.slice(0, 12), reason: gate.reason }, 'installing inside the window')
-      const done = {
-        ...base,
-        chunksHave: total,
-        chunksTotal: total,
-        ...(downloadSeconds === undefined ? {} : { downloadSeconds }),
-      }
-      await states.put({ ...done, state: 'installing' })
-      installing = true
-      const targetRoot = manifest.install.type === 'files' ? targetFor(manifest) : undefined
-      if (targetRoot !== undefined) await mkdir(targetRoot, { recursive: true })
-      const outcome = await installs.install({
-        manifest,
-        openVerified: () => readVerified(partPath, manifest),
-        ...(targetRoot === undefined ? {} : { targetRoot }),
-      })
-      // A reboot it needs is run at the end of the cycle, inside a window that allows it
-      // (reboot.ts); until the device has rebooted the bundle reports rebootRequired.
-      await states.put({
-        ...done,
-        state: 'installed',
-        log: boundLog(outcome.log),
-        ...(outcome.health ? { health: { ok: outcome.health.ok, log: boundLog(outcome.health.log) } } : {}),
-        ...(outcome.rebootRequired ? { rebootRequired: true, rebootBootId: await reboots.bootId() } : {}),
-      })
-      // The downloaded copy stays while the bundle is assigned: other agents fetch it from here.
-      log.info(
-        {
-          bundleId: manifest.bundleId.slice(0, 12),
-          patch: manifest.patch.name,
-          installer: outcome.installer,
-          rebootRequired: outcome.rebootRequired,
-          ...(outcome.health ? { health: outcome.health.log } : {}),
-        },
-        'bundle installed',
-      )
-    } catch (err) {
-      if (stopping.signal.aborted) return
-      const error = errorInfo(err)
-      const details = isPswError(err) ? err.details : undefined
-      log.error(
-        { bundleId: manifest.bundleId.slice(0, 12), ...error, ...(details ? { details } : {}) },
-        'bundle failed',
-      )
-      await states.put({
-        ...base,
-        ...(installing ? installFailure(err) : { state: 'failed' as const, error }),
-        chunksHave: 0,
-        chunksTotal: total,
-        ...(installing && assignmentVersion !== undefined ? { installFailedUnder: assignmentVersion } : {}),
-      })
-      // A downloaded file that fails its checks while installing is discarded. A download
-      // that fails keeps its verified chunks for the next attempt (bad bytes are never written).
-      if (installing && isPswError(err) && (err.code === 'PSW_ERR_BUNDLE_HASH' || err.code === 'PSW_ERR_CHUNK_HASH')) {
-        await swarm!.close(manifest.bundleId)
-        await rm(partPath, { force: true })
-      } else if (!installing) {
-        // Keeps its verified chunks on disk; the next cycle opens a fresh session.
-        await swarm!.close(manifest.bundleId)
-      }
-    }
+  const context: BundleContext = {
+    states,
+    installs,
+    clock,
+    log,
+    peerId: config.peerId,
+    downloadsDir: layout.downloads,
+    downloadOnly: options.downloadOnly === true,
+    signal: stopping.signal,
+    swarm: () => swarm,
+    assignmentVersion: () => assignmentVersion,
+    refuse: (refusal) => {
+      refused = refusal
+    },
+    report,
+    bootId: () => reboots.bootId(),
+    fetchManifest,
+    dropDownload,
+    installedAt,
+    targetFor,
+    logWaiting,
+    clearWaiting: (bundleId) => {
+      waitingLogged.delete(bundleId)
+    },
   }
-
-  /**
-   * A site-wide rollback (assignment action `rollback`): undo this bundle's install here, if it
-   * is installed, inside the maintenance windows like an install (emergency: at once). The
-   * bundle is not downloaded for it, and no longer seeded. Where nothing is installed the
-   * answer is `rolled-back` at once, with a detail saying there was nothing to undo. Whether it
-   * is installed is the installer's journal's word, so a rollback cut short by kill -9 (which
-   * the installers' recovery finishes at start) is never run twice.
-   */
-  const handleRollback = async (entry: AssignedBundleT, policy: AssignmentWindows) => {
-    const previous = await states.get(entry.bundleId)
-    // Answered already: undone (or nothing to undo), or failed under this very assignment.
-    if (
-      previous?.action === 'rollback' &&
-      (previous.state === 'rolled-back' ||
-        (previous.state === 'failed' &&
-          previous.installFailedUnder !== undefined &&
-          previous.installFailedUnder === assignmentVersion))
-    )
-      return
-    await dropDownload(entry.bundleId)
-    const base = {
-      bundleId: entry.bundleId,
-      manifestVersion: entry.manifestVersion,
-      transfer: previous?.transfer ?? { bytesFromAppliance: 0, bytesFromPeers: 0, bytesServed: 0 },
-      action: 'rollback' as const,
-    }
-    // The manifest names the installer (and whether it can roll back); its content is not needed.
-    const manifest = await fetchManifest(entry, base)
-    if (manifest === undefined) return
-    const total = manifest.content.chunks.length
-    const short = entry.bundleId.slice(0, 12)
-    const failed = async (error: { code: string; message: string }, extra: Partial<BundleState> = {}) => {
-      log.error({ bundleId: short, ...error }, 'rollback failed')
-      await states.put({
-        ...base,
-        ...extra,
-        state: 'failed',
-        chunksHave: 0,
-        chunksTotal: total,
-        error,
-        ...(assignmentVersion === undefined ? {} : { installFailedUnder: assignmentVersion }),
-      })
-    }
-    let status: string | undefined
-    try {
-      checkSupported(manifest)
-      status = await installs.status(manifest)
-    } catch (err) {
-      // An installer this agent lacks never installed anything here; a journal it cannot
-      // read (corrupt) leaves nobody able to tell what to undo.
-      if (!hasCode(err, 'PSW_ERR_INSTALLER_UNSUPPORTED')) {
-        await failed({ code: 'PSW_ERR_ROLLBACK_FAILED', message: errorInfo(err).message })
-        return
-      }
-    }
-    const decision = rollbackDecision({
-      installed: status === 'installed',
-      rollbackType: manifest.rollback.type,
-      windows: policy.windows,
-      spreadSeconds: policy.spreadSeconds,
-      emergency: entry.emergency === true,
-      maxRunSeconds: manifest.install.maxRunSeconds,
-      peerId: config.peerId,
-      now: clock.now(),
-    })
-    switch (decision.act) {
-      case 'nothing': {
-        const detail = status === 'rolled-back' ? 'already rolled back here' : 'not installed here'
-        log.info({ bundleId: short, installer: status ?? 'none' }, `${detail}; nothing to roll back`)
-        await states.put({
-          ...base,
-          state: 'rolled-back',
-          chunksHave: 0,
-          chunksTotal: total,
-          detail: `${detail}; nothing to roll back`,
-        })
-        return
-      }
-      case 'refuse':
-        await failed({
-          code: 'PSW_ERR_ROLLBACK_UNAVAILABLE',
-          message: `${manifest.patch.name} ${manifest.patch.version} declares no rollback (${manifest.install.type} installer); it stays installed`,
-        })
-        return
-      case 'wait': {
-        logWaiting(entry.bundleId, 'rollback', decision.reason, decision.nextAt)
-        const detail = 'installed; waiting for the maintenance window to roll back'
-        if (previous?.action !== 'rollback' || previous.detail !== detail || previous.state !== 'installed') {
-          const kept = previous?.state === 'installed' ? previous : undefined
-          await states.put({
-            ...(kept ?? { chunksHave: 0, chunksTotal: total }),
-            ...base,
-            state: 'installed',
-            detail,
-          })
-        }
-        return
-      }
-      case 'rollback': {
-        waitingLogged.delete(entry.bundleId)
-        log.info({ bundleId: short, patch: manifest.patch.name, reason: decision.reason }, 'rolling back (site-wide)')
-        try {
-          const result = await installs.rollback(manifest)
-          await states.put({
-            ...base,
-            state: 'rolled-back',
-            chunksHave: 0,
-            chunksTotal: total,
-            log: boundLog(result.log),
-          })
-          log.info({ bundleId: short, patch: manifest.patch.name }, 'bundle rolled back')
-        } catch (err) {
-          const details = isPswError(err) ? err.details : undefined
-          // Refused (nothing changed) keeps its own code; anything else is a failed rollback.
-          const error = hasCode(err, 'PSW_ERR_ROLLBACK_UNAVAILABLE')
-            ? errorInfo(err)
-            : { code: 'PSW_ERR_ROLLBACK_FAILED', message: errorInfo(err).message }
-          await failed(error, failureTexts(details))
-        }
-        return
-      }
-    }
-  }
+  const handleInstall = createInstallHandler(context)
+  const handleRollback = createRollbackHandler(context)
 
   const handleBundle = (entry: AssignedBundleT, policy: AssignmentWindows) =>
     entry.action === 'rollback' ? handleRollback(entry, policy) : handleInstall(entry, policy)
