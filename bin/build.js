@@ -51,7 +51,7 @@ export async function build() {
     target: 'node20',
     // Dependencies are bundled too (loading libp2p's hundreds of ESM files one by one cost
     // about a CPU-second per process start); native and worker-based ones stay external.
-    external: ['classic-level', 'level', 'esbuild', 'pino', 'thread-stream', 'fastify', '@fastify/*'],
+    external: ['classic-level', 'level', 'esbuild', 'pino', 'thread-stream', 'fastify', '@fastify/*', '@node-rs/*'],
     keepNames: true,
     // Bundled CommonJS dependencies call require() for Node built-ins.
     banner: {
