@@ -1,0 +1,159 @@
+import type { Clock } from '../../shared/clock.ts'
+import type { DeviceRecord } from '../devices.ts'
+import { type DeliveredBytes, sumDelivered } from '../metrics/delivered.ts'
+import type { WanTotals } from '../metrics/wan-counters.ts'
+import type { CatalogPatch, GroupPlan } from '../policy/approvals.ts'
+import { allRingCounts } from '../rollout/rollout-engine.ts'
+import type { RolloutState } from '../rollout/rollout-types.ts'
+import {
+  type CompliancePatch,
+  type ComplianceSummary,
+  complianceSummary,
+  type DeviceCompliance,
+  deviceCompliance,
+  type SeverityName,
+} from './compliance.ts'
+
+/** A device is online when it reported within this long (agents poll every 30 s by default). */
+export const ONLINE_WITHIN_MS = 5 * 60_000
+
+export interface DashboardSources {
+  devices: () => Promise<readonly DeviceRecord[]>
+  /** The groups a device is in (its tags, plus the stored groups whose filter it matches). */
+  groupsOf: (device: DeviceRecord) => string[]
+  /** Every group id a plan may exist for (stored groups and tags in use). */
+  groupIds: (devices: readonly DeviceRecord[]) => Promise<string[]>
+  plan: (groups: readonly string[]) => Promise<Map<string, GroupPlan>>
+  patches: () => Promise<CatalogPatch[]>
+  rollouts: () => Promise<RolloutState[]>
+  wan?: () => WanTotals
+  clock: Clock
+  /** Bumped on every durable write (StateDb.onWrite); an unchanged value lets the cache answer. */
+  generation?: () => number
+}
+
+export interface Dashboard {
+  generatedAt: string
+  devices: { total: number; online: number; offline: number; rebootPending: number; failing: number }
+  compliance: ComplianceSummary
+  rollouts: Array<{
+    id: string
+    name: string
+    bundleId: string
+    status: RolloutState['status']
+    current: number
+    rings: Array<{ name: string; status: string; total: number; installed: number; failed: number; pending: number }>
+  }>
+  bandwidth: {
+    /** Every byte the appliance fetched over the WAN. */
+    wanBytes: number
+    /** Bundle bytes delivered to devices, by source. */
+    deliveredBytes: number
+    fromPeers: number
+    fromAppliance: number
+    /** Delivered minus WAN: what N separate downloads would have cost more (never below 0). */
+    savedBytes: number
+  }
+}
+
+const LIVE = new Set<RolloutState['status']>(['active', 'paused', 'halted', 'rolling-back'])
+
+export function patchIndex(patches: readonly CatalogPatch[]): Map<string, CompliancePatch> {
+  return new Map(
+    patches.map((p): [string, CompliancePatch] => [
+      p.bundleId,
+      { bundleId: p.bundleId, name: p.name, version: p.version, severity: p.severity as SeverityName },
+    ]),
+  )
+}
+
+/** Per-device compliance rows, for the dashboard, the Reports page and the CSV export. */
+export async function complianceRows(sources: DashboardSources, devices: readonly DeviceRecord[]) {
+  const plan = await sources.plan(await sources.groupIds(devices))
+  const rows: DeviceCompliance[] = deviceCompliance(
+    devices.map((d) => ({
+      peerId: d.peerId,
+      hostname: d.hostname,
+      groups: sources.groupsOf(d),
+      installed: new Set((d.report?.bundles ?? []).filter((b) => b.state === 'installed').map((b) => b.bundleId)),
+    })),
+    plan,
+  )
+  return rows
+}
+
+/** Builds the dashboard; one per request, or from the cache while nothing was written. */
+export function createDashboard(sources: DashboardSources, options: { maxAgeMs?: number } = {}) {
+  const maxAgeMs = options.maxAgeMs ?? 1000
+  let cached: { at: number; generation: number | undefined; value: Promise<Dashboard> } | undefined
+
+  async function build(): Promise<Dashboard> {
+    const now = sources.clock.now()
+    const devices = await sources.devices()
+    const [rows, patches, rollouts] = await Promise.all([
+      complianceRows(sources, devices),
+      sources.patches(),
+      sources.rollouts(),
+    ])
+    const online = devices.filter((d) => d.lastSeen !== undefined && now - Date.parse(d.lastSeen) <= ONLINE_WITHIN_MS)
+    const delivered: DeliveredBytes = sumDelivered(devices)
+    const wanBytes = sources.wan?.().totalBytes ?? 0
+    const deliveredBytes = delivered.fromPeers + delivered.fromAppliance
+    return {
+      generatedAt: new Date(now).toISOString(),
+      devices: {
+        total: devices.length,
+        online: online.length,
+        offline: devices.length - online.length,
+        rebootPending: devices.filter(
+          (d) => d.inventory?.rebootPending === true || d.report?.bundles.some((b) => b.rebootRequired === true),
+        ).length,
+        failing: devices.filter((d) => d.report?.bundles.some((b) => b.state === 'failed')).length,
+      },
+      compliance: complianceSummary(rows, patchIndex(patches)),
+      rollouts: rollouts
+        .filter((r) => LIVE.has(r.status))
+        .map((r) => {
+          const counts = allRingCounts(r)
+          return {
+            id: r.spec.id,
+            name: r.spec.name,
+            bundleId: r.spec.bundleId,
+            status: r.status,
+            current: r.current,
+            rings: r.spec.rings.map((spec, i) => ({
+              name: spec.name,
+              status: r.rings[i]!.status,
+              total: counts[i]!.total,
+              installed: counts[i]!.installed,
+              failed: counts[i]!.failed,
+              pending: counts[i]!.pending,
+            })),
+          }
+        }),
+      bandwidth: {
+        wanBytes,
+        deliveredBytes,
+        fromPeers: delivered.fromPeers,
+        fromAppliance: delivered.fromAppliance,
+        savedBytes: Math.max(0, deliveredBytes - wanBytes),
+      },
+    }
+  }
+
+  return {
+    /** The dashboard; answers from a cache at most `maxAgeMs` old, or while nothing was written. */
+    get(): Promise<Dashboard> {
+      const now = sources.clock.now()
+      const generation = sources.generation?.()
+      if (cached && (now - cached.at < maxAgeMs || (generation !== undefined && generation === cached.generation)))
+        return cached.value
+      const value = build()
+      cached = { at: now, generation, value }
+      value.catch(() => {
+        if (cached?.value === value) cached = undefined
+      })
+      return value
+    },
+  }
+}
