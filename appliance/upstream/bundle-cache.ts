@@ -44,7 +44,12 @@ export class BundleCache {
   readonly #touched = new Map<string, number>()
 
   constructor(deps: BundleCacheDeps) {
-    this.#d = deps
+    this.#d = { ...deps }
+  }
+
+  /** A new quota (0 = none) applies from the next `ensureRoom()`; nothing is evicted now. */
+  setQuota(quotaBytes: number): void {
+    this.#d.quotaBytes = quotaBytes
   }
 
   /** Marks a bundle as used now (ingested, requested again). Written at the next eviction check. */

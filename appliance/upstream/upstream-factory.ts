@@ -25,6 +25,12 @@ export interface Upstream {
   readonly wan: WanCounters
   start(): Promise<void>
   stop(): Promise<void>
+  /**
+   * Applies a new upstream configuration to the running parts: feeds, sync interval,
+   * auto-download rules, WAN schedule and cache quota. The WAN counters' day boundary keeps
+   * its time zone until the next start.
+   */
+  reconfigure(config: UpstreamConfig): void
 }
 
 /** Builds a feed adapter from its configuration entry. */
@@ -121,7 +127,8 @@ export function createUpstream(core: ApplianceCore, deps: { clock: Clock; log: L
     onEvent: async ({ type, entry, by }) => {
       // A patch new to the catalog: the auto-approval rules look at it first.
       if (type === 'ready' && entry.bundleId) await core.approvals.evaluate(entry.bundleId)
-      const operator = by !== undefined && by !== 'auto-download'
+      const automatic = by === 'auto-download' || by === 'auto-approval'
+      const operator = by !== undefined && !automatic
       await core.audit.append({
         actor: operator ? { type: 'operator', id: by } : { type: 'system', id: 'upstream' },
         action: `upstream.${type}`,
@@ -134,14 +141,18 @@ export function createUpstream(core: ApplianceCore, deps: { clock: Clock; log: L
           ...(entry.error === undefined ? {} : { error: entry.error }),
         },
         ...(by === 'auto-download' ? { reason: 'auto-download rule' } : {}),
+        ...(by === 'auto-approval' ? { reason: 'prefetch: an auto-approval rule would approve it' } : {}),
       })
     },
     clock: deps.clock,
     log,
   })
   let started = false
+  let current = config
   return {
-    config,
+    get config() {
+      return current
+    },
     catalog,
     service,
     downloader,
@@ -163,6 +174,26 @@ export function createUpstream(core: ApplianceCore, deps: { clock: Clock; log: L
       await downloader.stop()
       limiter.stop()
       await wan.stop()
+    },
+    reconfigure(next) {
+      limiter.setSchedule(next.wan.schedule)
+      cache.setQuota(next.cache.quotaBytes)
+      service.reconfigure({
+        feeds: next.feeds.map((f) =>
+          createFeed(f, { fetchIndex: downloader.fetchIndex, clock: deps.clock, catalog, log }),
+        ),
+        autoDownload: next.autoDownload,
+        syncIntervalMs: next.syncIntervalMinutes * 60_000,
+      })
+      current = next
+      log.info(
+        {
+          feeds: next.feeds.map((f) => f.id),
+          wan: next.wan.schedule.defaultBytesPerSecond,
+          quota: next.cache.quotaBytes,
+        },
+        'upstream configuration applied',
+      )
     },
   }
 }

@@ -77,7 +77,18 @@ export class UpstreamService {
   #started = false
 
   constructor(deps: UpstreamServiceDeps) {
-    this.#d = deps
+    this.#d = { ...deps }
+  }
+
+  /**
+   * A configuration change (the Settings page): new feeds, auto-download rules or sync
+   * interval apply from the next sync; a changed interval reschedules the next sync. Work in
+   * flight is not touched.
+   */
+  reconfigure(change: Partial<Pick<UpstreamServiceDeps, 'feeds' | 'autoDownload' | 'syncIntervalMs'>>): void {
+    const intervalChanged = change.syncIntervalMs !== undefined && change.syncIntervalMs !== this.#d.syncIntervalMs
+    Object.assign(this.#d, change)
+    if (intervalChanged && this.#started && this.#syncing === undefined) this.#schedule(this.#d.syncIntervalMs)
   }
 
   /** Takes up interrupted work, then syncs every feed now and every `syncIntervalMs`. */
