@@ -70,7 +70,13 @@ describe('agent with maintenance windows and site-wide rollback (in-process appl
       dataDir,
       clock,
       log: silentLogger(),
-      overrides: { httpHost: '127.0.0.1', httpPort: 0, p2pListen: ['/ip4/127.0.0.1/tcp/0'] },
+      overrides: {
+        httpHost: '127.0.0.1',
+        httpPort: 0,
+        httpsHost: '127.0.0.1',
+        httpsPort: 0,
+        p2pListen: ['/ip4/127.0.0.1/tcp/0'],
+      },
     })
     const info = await appliance.start()
     const { token } = await appliance.core.enrollment.createToken()

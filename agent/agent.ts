@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { readFile, realpath, rm } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { isAbsolute, join, normalize, relative, resolve } from 'node:path'
@@ -5,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Clock } from '../shared/clock.ts'
 import { InstallError, isPswError, PswError } from '../shared/errors.ts'
-import { readBodyLimited } from '../shared/http/read-limited.ts'
+import { applianceRequest } from '../shared/http/appliance-http.ts'
 import type { AssignedBundleT, Assignment, AssignmentWindows } from '../shared/metadata/assignment-schema.ts'
 import type { Manifest } from '../shared/metadata/manifest-schema.ts'
 import { privateKeyFromBytes } from '../shared/p2p/p2p-node.ts'
@@ -322,8 +323,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
    */
   const refreshApplianceAddrs = async (): Promise<boolean> => {
     try {
-      const res = await fetch(new URL('/api/v1/health', config.applianceUrl), { signal: AbortSignal.timeout(10_000) })
-      const body = JSON.parse(await readBodyLimited(res, 64 << 10, 'health response')) as {
+      const webCaPem = existsSync(layout.webCa) ? await readFile(layout.webCa, 'utf8') : undefined
+      const res = await applianceRequest(new URL('/api/v1/health', config.applianceUrl), {
+        ...(webCaPem ? { caPem: webCaPem } : {}),
+        signal: AbortSignal.timeout(10_000),
+        maxBytes: 64 << 10,
+      })
+      const body = JSON.parse(res.text) as {
         peerId?: unknown
         multiaddrs?: unknown
       }

@@ -10,6 +10,8 @@ export interface AgentLayout {
   libp2pKey: string
   agentCert: string
   rootCert: string
+  /** The appliance's web CA (HTTPS), pinned at enrollment by its fingerprint; absent = system trust. */
+  webCa: string
   db: string
   downloads: string
   installer: string
@@ -23,6 +25,7 @@ export function agentLayout(dataDir: string): AgentLayout {
     libp2pKey: join(root, 'keys', 'libp2p.key'),
     agentCert: join(root, 'certs', 'agent.pem'),
     rootCert: join(root, 'certs', 'root.pem'),
+    webCa: join(root, 'certs', 'web-ca.pem'),
     db: join(root, 'db'),
     downloads: join(root, 'downloads'),
     installer: join(root, 'installer'),

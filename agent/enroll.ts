@@ -5,7 +5,7 @@ import { dirname } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { type Static, Type } from '@sinclair/typebox'
 import { EnrollmentError, isErrorCode, isPswError, ProtocolError, StateError } from '../shared/errors.ts'
-import { readBodyLimited } from '../shared/http/read-limited.ts'
+import { applianceRequest, fetchPinnedWebCa } from '../shared/http/appliance-http.ts'
 import { PeerIdString } from '../shared/metadata/common-schema.ts'
 import { compileChecker } from '../shared/metadata/schema-check.ts'
 import { createPrivateKey, privateKeyFromBytes, privateKeyToBytes } from '../shared/p2p/p2p-node.ts'
@@ -44,6 +44,12 @@ export interface EnrollOptions {
   rebootCommand?: string[]
   /** If given, the appliance's root must have this SHA-256 fingerprint (shown by `appliance token`). */
   rootFingerprint?: string
+  /**
+   * For an `https:` appliance URL: the SHA-256 fingerprint of the appliance's web CA (shown by
+   * `appliance token`). The agent then trusts exactly that CA for its HTTPS calls. Absent: the
+   * system's trust store (an imported certificate from a CA the endpoint trusts).
+   */
+  webCaFingerprint?: string
   now?: () => number
   signal?: AbortSignal
 }
@@ -70,25 +76,24 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentConfig> 
   const csr = createCsr({ peerId, privateKey: libp2pPrivateKeyToKeyObject(key) })
   const hostname = options.hostname ?? osHostname()
   const url = new URL('/api/v1/enroll', options.applianceUrl)
-  let res: Response
-  try {
-    res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token: options.token, peerId, csr, hostname }),
-      signal: options.signal ?? AbortSignal.timeout(30_000),
-    })
-  } catch (err) {
-    throw new ProtocolError('PSW_ERR_APPLIANCE_UNREACHABLE', `cannot reach ${options.applianceUrl}`, { cause: err })
-  }
-  const text = await readBodyLimited(res, 256 << 10, 'enrollment response')
+  const signal = options.signal ?? AbortSignal.timeout(30_000)
+  const webCaPem =
+    url.protocol === 'https:' && options.webCaFingerprint
+      ? await fetchPinnedWebCa(options.applianceUrl, options.webCaFingerprint, signal)
+      : undefined
+  const res = await applianceRequest(url, {
+    method: 'POST',
+    body: { token: options.token, peerId, csr, hostname },
+    ...(webCaPem ? { caPem: webCaPem } : {}),
+    signal,
+  })
   let body: unknown
   try {
-    body = JSON.parse(text)
+    body = JSON.parse(res.text)
   } catch {
     throw new ProtocolError('PSW_ERR_PROTOCOL', `appliance answered HTTP ${res.status} with no JSON`)
   }
-  if (!res.ok) {
+  if (res.status < 200 || res.status >= 300) {
     const e = body as { code?: string; message?: string }
     const code = isErrorCode(e.code) ? e.code : 'PSW_ERR_PROTOCOL'
     throw new EnrollmentError(code, e.message ?? `enrollment failed with HTTP ${res.status}`)
@@ -107,6 +112,7 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentConfig> 
   }
   await writeFileDurable(layout.agentCert, reply.certificate)
   await writeFileDurable(layout.rootCert, reply.root)
+  if (webCaPem) await writeFileDurable(layout.webCa, webCaPem)
   const config: AgentConfig = {
     format: AGENT_CONFIG_FORMAT,
     peerId,

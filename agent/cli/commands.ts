@@ -33,12 +33,19 @@ export function registerAgentCommands(program: Command): void {
   agent
     .command('enroll')
     .description('enroll this endpoint with an appliance using a one-time token')
-    .requiredOption('--appliance <url>', 'appliance URL, e.g. http://127.0.0.1:8080')
+    .requiredOption(
+      '--appliance <url>',
+      'appliance URL, e.g. https://192.168.1.10:8443 (http only on the appliance itself)',
+    )
     .requiredOption('--token <token>', 'one-time token from `patchswarm appliance token`')
     .requiredOption('--data <dir>', 'agent data directory')
     .option('--hostname <name>', 'name shown on the appliance (default: this host name)')
     .option('--install-root <dir>', "directory that stands for '/' when installing (default /)")
     .option('--root-fingerprint <sha256>', "refuse unless the appliance's root has this SHA-256")
+    .option(
+      '--web-ca-fingerprint <sha256>',
+      "https: trust exactly the appliance's web CA with this SHA-256 (default: the system's CAs)",
+    )
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default /ip4/0.0.0.0/tcp/0)', collect)
     .option('--no-mdns', 'do not look for peers with mDNS (the tracker still lists them)')
     .option('--reboot-command <command>', `${REBOOT_HELP} (default: never reboot, only report)`, parseRebootCommand)
@@ -51,6 +58,7 @@ export function registerAgentCommands(program: Command): void {
         hostname?: string
         installRoot?: string
         rootFingerprint?: string
+        webCaFingerprint?: string
         listen?: string[]
         mdns?: boolean
         rebootCommand?: string[]
@@ -65,6 +73,7 @@ export function registerAgentCommands(program: Command): void {
           hostname: o.hostname,
           installRoot: o.installRoot ? resolve(o.installRoot) : undefined,
           rootFingerprint: o.rootFingerprint,
+          webCaFingerprint: o.webCaFingerprint,
           listen: o.listen,
           mdns: o.mdns !== false,
           rebootCommand: o.rebootCommand,
