@@ -5,13 +5,16 @@ import type { Clock } from '../shared/clock.ts'
 import { StoreError } from '../shared/errors.ts'
 import { TokenBucket } from '../shared/rate/token-bucket.ts'
 import { writeFileDurable } from '../shared/store/durable-file.ts'
-import type { ApplianceConfig } from './config.ts'
+import { setupBanner } from './auth/setup.ts'
+import { type ApplianceConfig, assertLoopbackHttpHost, DEFAULT_HTTPS_HOST, DEFAULT_HTTPS_PORT } from './config.ts'
 import { createControlHandler } from './control-handler.ts'
 import { type ApplianceCore, openApplianceCore } from './core.ts'
 import { readAdminToken } from './data-dir.ts'
 import type { DeviceRecord } from './devices.ts'
+import { createWebServers, urlFor, type WebServers } from './http/listeners.ts'
 import { createHttpServer } from './http/server.ts'
 import type { StatusView } from './http/status-page.ts'
+import { ensureWebCertificates, type WebCertificates } from './http/web-tls.ts'
 import { MemberList } from './members.ts'
 import { MetadataRefresher } from './metadata-refresh.ts'
 import { applianceUploadedFromSwarm, deliveredFromDevices } from './metrics/delivered.ts'
@@ -30,8 +33,12 @@ export interface ApplianceOptions {
   log: Logger
   /** Overrides of the stored config for this run (CLI flags). */
   overrides?: {
+    /** Plain HTTP: loopback only. */
     httpHost?: string
     httpPort?: number
+    httpsHost?: string
+    /** 0 = any free port. */
+    httpsPort?: number
     p2pListen?: string[]
     /** Upload cap in bytes per second (0 = unlimited). */
     uploadBytesPerSecond?: number
@@ -41,7 +48,14 @@ export interface ApplianceOptions {
 /** What a running appliance publishes in `<data>/run.json` for the CLI. */
 export interface RunInfo {
   pid: number
+  /** The plain-HTTP listener, on loopback (the CLI and tools on the box use it). */
   httpUrl: string
+  /** The HTTPS listener, as reachable from the box itself (a wildcard host is given as 127.0.0.1). */
+  httpsUrl: string
+  /** HTTPS URLs for browsers on the LAN: one per name in the server certificate but localhost/loopback. */
+  webUrls: string[]
+  /** SHA-256 of the web CA (colon hex, as browsers show it); null when an imported certificate came without its CA. */
+  webCaFingerprint256: string | null
   peerId: string
   multiaddrs: string[]
 }
@@ -56,6 +70,11 @@ export interface Appliance {
   swarmStats(bundleId: string): BundleSwarmStats
   /** Feeds, WAN downloads, the cache. */
   readonly upstream: Upstream
+  /**
+   * Re-reads `<data>/web/` (re-issuing the server certificate if due) and serves the result to
+   * new TLS connections; `patchswarm appliance start` calls it on SIGHUP.
+   */
+  reloadWebCertificate(): Promise<WebCertificates>
 }
 
 /** Wires the core, the libp2p node and the HTTP server of `patchswarm appliance start`. */
@@ -85,6 +104,8 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
   const members = new MemberList({ db: core.db, devices: core.devices, signer: core.identity.signer, clock })
   const uploadRate = options.overrides?.uploadBytesPerSecond ?? config.uploadBytesPerSecond ?? 0
   let http: FastifyInstance | undefined
+  let servers: WebServers | undefined
+  let web: WebCertificates | undefined
   let refresher: MetadataRefresher | undefined
   const startedAt = clock.now()
 
@@ -133,11 +154,27 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
     bytesServed: () => new Map(served),
     swarmStats: (bundleId) => swarm.stats(bundleId),
     upstream,
+    async reloadWebCertificate() {
+      const next = await ensureWebCertificates(core.layout, { now: clock.now(), siteName: config.siteName })
+      for (const warning of next.warnings) log.warn({ component: 'appliance:web-tls' }, warning)
+      servers?.setCertificate(next)
+      web = next
+      if (info) {
+        info = { ...info, webCaFingerprint256: next.caFingerprint256 }
+        await writeFileDurable(core.layout.runInfo, `${JSON.stringify(info, null, 2)}\n`)
+      }
+      log.info(
+        { serverFingerprint256: next.serverFingerprint256, notAfter: next.notAfter, imported: next.imported },
+        'web certificate reloaded',
+      )
+      return next
+    },
     async start() {
       try {
         await swarm.start()
         await upstream.start()
         rollouts.start()
+        core.auth.sessions.start()
         // Group windows into devices' signed assignments: now, and every 30 s (group, tag and
         // enrollment changes are picked up on the next pass).
         const windowSync = () =>
@@ -184,8 +221,27 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           log: log.child({ component: 'appliance:refresh' }),
         })
         await refresher.start()
+        const httpHost = options.overrides?.httpHost ?? config.http.host
+        assertLoopbackHttpHost(httpHost, '--http-host')
+        web = await ensureWebCertificates(core.layout, { now: clock.now(), siteName: config.siteName })
+        for (const warning of web.warnings) log.warn({ component: 'appliance:web-tls' }, warning)
+        if (web.action !== 'kept') {
+          log.info(
+            {
+              action: web.action,
+              reason: web.reason,
+              notAfter: web.notAfter,
+              dnsNames: web.dnsNames,
+              ipAddresses: web.ipAddresses,
+            },
+            'web server certificate issued',
+          )
+        }
+        servers = createWebServers(web)
         http = await createHttpServer({
           core,
+          servers,
+          webCaPem: () => web?.caPem ?? null,
           adminToken: await readAdminToken(core.layout),
           status,
           startedAt,
@@ -205,26 +261,41 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           },
           log,
         })
-        const host = options.overrides?.httpHost ?? config.http.host
-        await http.listen({ host, port: options.overrides?.httpPort ?? config.http.port })
-        const address = http.server.address()
-        const port = typeof address === 'object' && address ? address.port : config.http.port
-        const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host
+        const httpsHost = options.overrides?.httpsHost ?? config.http.httpsHost ?? DEFAULT_HTTPS_HOST
+        const listening = await servers.listen(http, {
+          https: { host: httpsHost, port: options.overrides?.httpsPort ?? config.http.httpsPort ?? DEFAULT_HTTPS_PORT },
+          http: { host: httpHost, port: options.overrides?.httpPort ?? config.http.port },
+        })
         info = {
           pid: process.pid,
-          httpUrl: `http://${urlHost}:${port}`,
+          httpUrl: listening.httpUrl,
+          httpsUrl: listening.httpsUrl,
+          webUrls: webUrls(web, httpsHost, listening.httpsPort),
+          webCaFingerprint256: web.caFingerprint256,
           peerId: network.node.peerId,
           multiaddrs: network.node.multiaddrs(),
         }
         await writeFileDurable(core.layout.runInfo, `${JSON.stringify(info, null, 2)}\n`)
-        log.info({ httpUrl: info.httpUrl, peerId: info.peerId, multiaddrs: info.multiaddrs }, 'appliance started')
+        log.info(
+          {
+            httpUrl: info.httpUrl,
+            httpsUrl: info.httpsUrl,
+            webCaFingerprint256: info.webCaFingerprint256,
+            peerId: info.peerId,
+            multiaddrs: info.multiaddrs,
+          },
+          'appliance started',
+        )
+        // No account yet: a fresh one-time setup link at every start until the first admin exists.
+        const setupToken = await core.auth.setup.setupToken()
+        if (setupToken) setupBanner(info.httpsUrl, setupToken, log)
         return info
       } catch (err) {
         await appliance.stop()
         if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || /EADDRINUSE/.test(String((err as Error).message))) {
           throw new StoreError(
             'PSW_ERR_ADDRESS_IN_USE',
-            `${(err as Error).message}: another process listens there (another appliance?); choose --http-port or --p2p-listen`,
+            `${(err as Error).message}: another process listens there (another appliance?); choose --https-port, --http-port or --p2p-listen`,
             { cause: err },
           )
         }
@@ -237,6 +308,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
       refresher = undefined
       await http?.close()
       http = undefined
+      servers = undefined
       await network?.stop()
       network = undefined
       clearInterval(windowTimer)
@@ -247,4 +319,15 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
     },
   }
   return appliance
+}
+
+/** HTTPS URLs for the LAN: the certificate's names and addresses but loopback ones (all of them if the listener is on one host). */
+function webUrls(web: WebCertificates, httpsHost: string, port: number): string[] {
+  if (httpsHost !== '0.0.0.0' && httpsHost !== '::') return [urlFor('https', httpsHost, port)]
+  const names = [
+    ...web.dnsNames.filter((d) => d !== 'localhost' && !d.includes('*')),
+    ...web.ipAddresses.filter((a) => !a.startsWith('127.') && a !== '::1'),
+  ]
+  // A wildcard on IPv4 only: IPv6 addresses are not reachable.
+  return names.filter((n) => httpsHost === '::' || !n.includes(':')).map((n) => urlFor('https', n, port))
 }

@@ -1,4 +1,6 @@
+import { isIP } from 'node:net'
 import { type Static, Type } from '@sinclair/typebox'
+import { ValidationError } from '../shared/errors.ts'
 import { compileChecker } from '../shared/metadata/schema-check.ts'
 import { readConfigFile, writeConfigFile } from '../shared/store/config-file.ts'
 import { applianceLayout } from './data-dir.ts'
@@ -12,8 +14,12 @@ export const ApplianceConfigSchema = Type.Object(
     siteName: Type.String({ minLength: 1, maxLength: 100 }),
     http: Type.Object(
       {
+        /** The plain-HTTP listener: loopback only (127.0.0.0/8, ::1, localhost). */
         host: Type.String({ minLength: 1, maxLength: 255 }),
         port: Type.Integer({ minimum: 0, maximum: 65535 }),
+        /** The HTTPS listener (absent = 0.0.0.0 and 8443). */
+        httpsHost: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+        httpsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
       },
       { additionalProperties: false },
     ),
@@ -38,15 +44,19 @@ export const ApplianceConfigSchema = Type.Object(
 
 export type ApplianceConfig = Static<typeof ApplianceConfigSchema>
 
+/** Defaults of the HTTPS listener when `http.httpsHost` / `http.httpsPort` are absent. */
+export const DEFAULT_HTTPS_HOST = '0.0.0.0'
+export const DEFAULT_HTTPS_PORT = 8443
+
 /**
- * Embedded defaults: HTTP on 127.0.0.1:8080 (plain HTTP stays on loopback until the HTTPS
- * issue), libp2p on all interfaces at TCP 7070 (only enrolled PeerIds get past the gater).
+ * Embedded defaults: HTTPS on 0.0.0.0:8443, plain HTTP on 127.0.0.1:8080 (never anything but
+ * loopback), libp2p on all interfaces at TCP 7070 (only enrolled PeerIds get past the gater).
  */
 export function defaultApplianceConfig(): ApplianceConfig {
   return {
     format: CONFIG_FORMAT,
     siteName: 'branch-office',
-    http: { host: '127.0.0.1', port: 8080 },
+    http: { host: '127.0.0.1', port: 8080, httpsHost: DEFAULT_HTTPS_HOST, httpsPort: DEFAULT_HTTPS_PORT },
     p2p: { listen: ['/ip4/0.0.0.0/tcp/7070'] },
     manifestTtlDays: 90,
     assignmentTtlDays: 30,
@@ -56,14 +66,38 @@ export function defaultApplianceConfig(): ApplianceConfig {
 
 const checker = compileChecker(ApplianceConfigSchema)
 
-export function readApplianceConfig(dataDir: string): Promise<ApplianceConfig> {
-  return readConfigFile(
-    applianceLayout(dataDir).config,
+export async function readApplianceConfig(dataDir: string): Promise<ApplianceConfig> {
+  const path = applianceLayout(dataDir).config
+  const config = await readConfigFile(
+    path,
     checker,
     `${dataDir} is not an initialised appliance data directory (run 'patchswarm appliance init')`,
   )
+  assertLoopbackHttpHost(config.http.host, `${path}: http.host`)
+  return config
 }
 
-export function writeApplianceConfig(dataDir: string, config: ApplianceConfig): Promise<void> {
-  return writeConfigFile(applianceLayout(dataDir).config, checker, config)
+export async function writeApplianceConfig(dataDir: string, config: ApplianceConfig): Promise<void> {
+  const path = applianceLayout(dataDir).config
+  assertLoopbackHttpHost(config.http.host, `${path}: http.host`)
+  return writeConfigFile(path, checker, config)
+}
+
+/** 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`: the only hosts plain HTTP may listen on. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '')
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h
+  return isIP(v4) === 4 && v4.startsWith('127.')
+}
+
+/** Plain HTTP carries sessions and tokens in clear text: refused anywhere but loopback (PSW_ERR_SCHEMA). */
+export function assertLoopbackHttpHost(host: string, what = 'http.host'): void {
+  if (!isLoopbackHost(host)) {
+    throw new ValidationError(
+      'PSW_ERR_SCHEMA',
+      `${what} is ${host}: plain HTTP listens on loopback only (127.0.0.1, ::1); the LAN uses HTTPS (http.httpsHost, http.httpsPort)`,
+      { details: { host } },
+    )
+  }
 }

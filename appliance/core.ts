@@ -8,6 +8,7 @@ import { writeFileDurable } from '../shared/store/durable-file.ts'
 import { openStateDb, type StateDb } from '../shared/store/state-db.ts'
 import { Assignments } from './assignments.ts'
 import { AuditLog } from './audit/audit-log.ts'
+import { type AuthServices, openAuthServices } from './auth/auth-services.ts'
 import { Catalog } from './catalog.ts'
 import { type ApplianceConfig, defaultApplianceConfig, readApplianceConfig, writeApplianceConfig } from './config.ts'
 import { type ApplianceLayout, applianceLayout } from './data-dir.ts'
@@ -75,6 +76,8 @@ export interface ApplianceCore {
   groups: GroupStore
   /** Approvals, declines and auto-approval rules. */
   approvals: ApprovalStore
+  /** Web UI accounts, login sessions, API tokens and first-run setup. */
+  auth: AuthServices
   ingest(request: IngestRequest, options?: { onProgress?: IngestProgress; signal?: AbortSignal }): Promise<IngestResult>
   /** Ingests a downloaded, verified feed artifact raw (content format `raw`); see ingest-artifact.ts. */
   ingestArtifact(input: IngestArtifactInput, options?: IngestArtifactOptions): Promise<IngestResult>
@@ -141,6 +144,7 @@ export async function openApplianceCore(
     manifestTtlDays: config.manifestTtlDays,
     log: log.child({ component: 'appliance:ingest' }),
   }
+  const auth = openAuthServices({ db, clock, log: log.child({ component: 'appliance:auth' }) })
   let closed = false
   return {
     layout,
@@ -155,6 +159,7 @@ export async function openApplianceCore(
     audit,
     groups: new GroupStore({ db, clock }),
     approvals: new ApprovalStore({ db, catalog, audit, clock }),
+    auth,
     async ingest(request, opts) {
       const result = await ingest(ingestDeps, request, opts)
       // Same content ingested again gets a new manifest version: assignments follow it.
@@ -169,6 +174,7 @@ export async function openApplianceCore(
     async close() {
       if (closed) return
       closed = true
+      auth.sessions.stop()
       await audit.stop()
       await chunks.stop()
       await db.close()

@@ -20,6 +20,16 @@ export interface ApplianceLayout {
   /** The WAN downloader's partial/, verified/ and quarantine/ folders. */
   upstream: string
   runInfo: string
+  /** The web PKI (HTTPS listener): web CA and server certificate, see appliance/http/web-tls.ts. */
+  web: {
+    dir: string
+    caCert: string
+    caKey: string
+    serverCert: string
+    serverKey: string
+    /** Present when the server certificate was imported by the operator (never replaced automatically). */
+    imported: string
+  }
 }
 
 /** Default data directory for `npm start` and the CLI: `./data/appliance` under the working directory. */
@@ -47,6 +57,14 @@ export function applianceLayout(dataDir: string): ApplianceLayout {
     tmp: join(root, 'tmp'),
     upstream: join(root, 'upstream'),
     runInfo: join(root, 'run.json'),
+    web: {
+      dir: join(root, 'web'),
+      caCert: join(root, 'web', 'ca.pem'),
+      caKey: join(root, 'web', 'ca.key'),
+      serverCert: join(root, 'web', 'server.pem'),
+      serverKey: join(root, 'web', 'server.key'),
+      imported: join(root, 'web', 'imported'),
+    },
   }
 }
 

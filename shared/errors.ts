@@ -182,6 +182,21 @@ export const ERROR_CODES = {
       'Another installation is running on the device (Windows 1618, dpkg lock); nothing was changed, retry later.',
   },
 
+  // accounts and sessions
+  PSW_ERR_LOGIN_FAILED: {
+    status: 401,
+    summary: 'The user name or the password is wrong (the same answer for both), or the account is disabled.',
+  },
+  PSW_ERR_RATE_LIMITED: {
+    status: 429,
+    summary: 'Too many failed logins from this address (for this user); wait for the time in Retry-After.',
+  },
+  PSW_ERR_CSRF: {
+    status: 403,
+    summary:
+      'A cookie-authenticated request that changes state lacks the x-csrf-token of its session or comes from another site.',
+  },
+
   // policy and audit
   PSW_ERR_PATCH_DECLINED: {
     status: 409,

@@ -3,9 +3,11 @@ import type { Command } from 'commander'
 import { collect, parseIntOption, untilSignal } from '../../shared/cli/program.ts'
 import { createProgress } from '../../shared/cli/progress.ts'
 import type { AdminClient } from '../admin-client.ts'
+import type { RunInfo } from '../appliance.ts'
 import type { ApplianceConfig } from '../config.ts'
 import { applianceLayout, defaultApplianceDataDir } from '../data-dir.ts'
 import type { IngestRequest } from '../ingest.ts'
+import { registerCertCommands } from './cert-commands.ts'
 import { registerUpstreamCommands } from './upstream-commands.ts'
 
 // Heavy modules (libp2p, fastify, level, forge) load inside the actions, so `--help` and
@@ -31,12 +33,21 @@ function configOverrides(o: {
   site?: string
   httpHost?: string
   httpPort?: number
+  httpsHost?: string
+  httpsPort?: number
   p2pListen?: string[]
   chunkSize?: number
 }) {
   const c: Partial<ApplianceConfig> = {}
   if (o.site) c.siteName = o.site
-  if (o.httpHost || o.httpPort !== undefined) c.http = { host: o.httpHost ?? '127.0.0.1', port: o.httpPort ?? 8080 }
+  if (o.httpHost || o.httpPort !== undefined || o.httpsHost || o.httpsPort !== undefined) {
+    c.http = {
+      host: o.httpHost ?? '127.0.0.1',
+      port: o.httpPort ?? 8080,
+      httpsHost: o.httpsHost ?? '0.0.0.0',
+      httpsPort: o.httpsPort ?? 8443,
+    }
+  }
   if (o.p2pListen?.length) c.p2p = { listen: o.p2pListen }
   if (o.chunkSize) c.chunkSize = o.chunkSize
   return c
@@ -54,8 +65,10 @@ export function registerApplianceCommands(program: Command): void {
     .description('create the data directory, keys and the site root CA (idempotent)')
     .option(...dataOption)
     .option('--site <name>', 'site name shown in the UI and certificates')
-    .option('--http-host <host>', 'HTTP listen address (default 127.0.0.1)')
-    .option('--http-port <port>', 'HTTP port (default 8080)', parseIntOption('--http-port'))
+    .option('--http-host <host>', 'plain-HTTP listen address, loopback only (default 127.0.0.1)')
+    .option('--http-port <port>', 'plain-HTTP port (default 8080)', parseIntOption('--http-port'))
+    .option('--https-host <host>', 'HTTPS listen address (default 0.0.0.0)')
+    .option('--https-port <port>', 'HTTPS port (default 8443)', parseIntOption('--https-port'))
     .option('--p2p-listen <multiaddr>', 'libp2p listen address, repeatable (default /ip4/0.0.0.0/tcp/7070)', collect)
     .option(
       '--chunk-size <bytes>',
@@ -65,6 +78,8 @@ export function registerApplianceCommands(program: Command): void {
     .action(async (o: CommonOpts & Parameters<typeof configOverrides>[0]) => {
       const { initApplianceDataDir } = await import('../core.ts')
       const { systemClock } = await import('../../shared/clock.ts')
+      // Before anything is created: plain HTTP is loopback-only.
+      if (o.httpHost) (await import('../config.ts')).assertLoopbackHttpHost(o.httpHost, '--http-host')
       const r = await initApplianceDataDir(o.data, { clock: systemClock, config: configOverrides(o) })
       if (r.created) out(`initialised appliance data directory ${r.layout.root}`)
       else {
@@ -79,8 +94,10 @@ export function registerApplianceCommands(program: Command): void {
     .command('start')
     .description('run the appliance (initialises the data directory on first run)')
     .option(...dataOption)
-    .option('--http-host <host>', 'HTTP listen address for this run')
-    .option('--http-port <port>', 'HTTP port for this run (0 = any free port)', parseIntOption('--http-port'))
+    .option('--http-host <host>', 'plain-HTTP listen address for this run (loopback only)')
+    .option('--http-port <port>', 'plain-HTTP port for this run (0 = any free port)', parseIntOption('--http-port'))
+    .option('--https-host <host>', 'HTTPS listen address for this run')
+    .option('--https-port <port>', 'HTTPS port for this run (0 = any free port)', parseIntOption('--https-port'))
     .option('--p2p-listen <multiaddr>', 'libp2p listen address for this run, repeatable', collect)
     .option(
       '--max-upload-rate <bytes/s>',
@@ -89,7 +106,14 @@ export function registerApplianceCommands(program: Command): void {
     )
     .action(
       async (
-        o: CommonOpts & { httpHost?: string; httpPort?: number; p2pListen?: string[]; maxUploadRate?: number },
+        o: CommonOpts & {
+          httpHost?: string
+          httpPort?: number
+          httpsHost?: string
+          httpsPort?: number
+          p2pListen?: string[]
+          maxUploadRate?: number
+        },
       ) => {
         const [{ createLogger }, { systemClock }, { initApplianceDataDir }, { createAppliance }] = await Promise.all([
           import('../../shared/log.ts'),
@@ -109,13 +133,18 @@ export function registerApplianceCommands(program: Command): void {
           overrides: {
             httpHost: o.httpHost,
             httpPort: o.httpPort,
+            httpsHost: o.httpsHost,
+            httpsPort: o.httpsPort,
             p2pListen: o.p2pListen,
             uploadBytesPerSecond: o.maxUploadRate,
           },
         })
         const info = await app.start()
         out(`patchswarm appliance running (pid ${info.pid})`)
-        out(`  status page   ${info.httpUrl}/`)
+        out(`  web UI        ${info.httpsUrl}/`)
+        for (const url of info.webUrls) out(`                ${url}/`)
+        out(`  web CA SHA256 ${info.webCaFingerprint256 ?? '(imported certificate; CA not known)'}`)
+        out(`  local HTTP    ${info.httpUrl}/  (this machine only)`)
         out(`  API           ${info.httpUrl}/api/v1/health`)
         out(`  PeerId        ${info.peerId}`)
         out(`  root SHA-256  ${app.core.identity.rootFingerprint}`)
@@ -128,7 +157,13 @@ export function registerApplianceCommands(program: Command): void {
           `  patchswarm appliance ingest FILE_OR_DIR --name NAME --version 1.0 --target-root /opt/NAME --data ${o.data}`,
         )
         out(`  patchswarm appliance assign NAME@1.0 --all --data ${o.data}`)
+        // SIGHUP: pick up a certificate changed by `cert renew` / `cert import` without a restart.
+        const onHup = () => {
+          app.reloadWebCertificate().catch((err: unknown) => log.error({ err }, 'web certificate reload failed'))
+        }
+        process.on('SIGHUP', onHup)
         const sig = await untilSignal()
+        process.off('SIGHUP', onHup)
         log.info({ signal: sig }, 'stopping')
         await app.stop()
       },
@@ -148,9 +183,15 @@ export function registerApplianceCommands(program: Command): void {
         const s = await client.status()
         if (o.json) return out(JSON.stringify({ ...t, rootFingerprint: s.rootFingerprint }))
         out(t.token)
+        // Agents on other machines use HTTPS (plain HTTP is loopback-only) and trust the web CA.
+        const run = await readRunInfo(o.data)
+        const url = run?.webUrls?.[0] ?? run?.httpsUrl ?? s.httpUrl
         process.stderr.write(
           `single use, expires ${t.expiresAt}\nroot certificate SHA-256: ${s.rootFingerprint}\n` +
-            `enroll with: patchswarm agent enroll --appliance ${s.httpUrl} --token ${t.token} --root-fingerprint ${s.rootFingerprint} --data DIR\n`,
+            (url.startsWith('https:')
+              ? `trust the web CA first (${url}/ca.crt, SHA-256 ${run?.webCaFingerprint256 ?? 'see cert show'}): NODE_EXTRA_CA_CERTS=/path/to/ca.crt\n`
+              : '') +
+            `enroll with: patchswarm agent enroll --appliance ${url} --token ${t.token} --root-fingerprint ${s.rootFingerprint} --data DIR\n`,
         )
       } finally {
         await client.close()
@@ -247,6 +288,7 @@ export function registerApplianceCommands(program: Command): void {
     })
 
   registerUpstreamCommands(appliance, admin, dataOption)
+  registerCertCommands(appliance, dataOption)
 
   appliance
     .command('status')
@@ -293,6 +335,16 @@ export function registerApplianceCommands(program: Command): void {
         await client.close()
       }
     })
+}
+
+/** The running appliance's `run.json`, if any. */
+async function readRunInfo(dataDir: string): Promise<Partial<RunInfo> | undefined> {
+  try {
+    const { readFile } = await import('node:fs/promises')
+    return JSON.parse(await readFile(applianceLayout(dataDir).runInfo, 'utf8')) as Partial<RunInfo>
+  } catch {
+    return undefined
+  }
 }
 
 /** `--health`: a health spec as JSON, or `@path` of a file holding it (the appliance validates it). */

@@ -1,14 +1,14 @@
 import { get as httpGet, type IncomingMessage } from 'node:http'
-import Fastify, { type FastifyInstance, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { AuthError } from '../../shared/errors.ts'
 import { silentLogger } from '../../shared/log.ts'
 import { type AuditRecord, recordKey } from '../audit/audit-record.ts'
 import { type AuditFixture, openAuditFixture, sampleEntry } from '../audit/audit-test-helpers.ts'
+import { installTestPrincipals } from '../auth/test-principals.ts'
 import { type AuditApi, registerAuditRoutes } from './audit-routes.ts'
 import { installErrorHandler } from './error-handler.ts'
 
-const TOKEN = 'admin-secret'
+const TOKEN = 'viewer-secret'
 
 describe('audit routes', () => {
   let fx: AuditFixture
@@ -22,19 +22,14 @@ describe('audit routes', () => {
       records.push(await fx.audit.append(sampleEntry(i)))
       fx.clock.advance(60_000)
     }
-    // The same ajv options and error handler as server.ts; trivial stand-ins for its auth hooks.
+    // The same ajv options and error handler as server.ts; a stand-in for its principals.
     app = Fastify({
       logger: false,
       ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     })
     installErrorHandler(app, silentLogger())
-    const requireAdmin = async (request: FastifyRequest) => {
-      if (request.headers.authorization !== `Bearer ${TOKEN}`) throw new AuthError('PSW_ERR_UNAUTHORIZED', 'no')
-    }
-    const localOrAdmin = async (request: FastifyRequest) => {
-      if (request.socket.remoteAddress !== '127.0.0.1') await requireAdmin(request)
-    }
-    registerAuditRoutes(app, { audit: fx.audit }, { requireAdmin, localOrAdmin })
+    installTestPrincipals(app, { [TOKEN]: 'viewer' })
+    registerAuditRoutes(app, { audit: fx.audit })
     await app.ready()
   })
   afterEach(async () => {
@@ -43,13 +38,13 @@ describe('audit routes', () => {
   })
 
   const get = (url: string, options: { remoteAddress?: string; headers?: Record<string, string> } = {}) =>
-    app.inject({ method: 'GET', url, ...options })
+    app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${TOKEN}` }, ...options })
   const expectError = (res: LightMyRequestResponse, status: number, code: string) => {
     expect(res.statusCode, res.body).toBe(status)
     expect(res.json()).toMatchObject({ code })
   }
 
-  it('lists records newest first, open on loopback, token required from the LAN', async () => {
+  it('lists records newest first to a viewer; anonymous callers get a 401, loopback included', async () => {
     const res = await get('/api/v1/audit?limit=3')
     expect(res.statusCode, res.body).toBe(200)
     expect(res.headers['cache-control']).toBe('no-store')
@@ -58,8 +53,9 @@ describe('audit routes', () => {
     expect(body.next).toBe(23)
 
     for (const url of ['/api/v1/audit', '/api/v1/audit/export?format=csv', '/api/v1/audit/verify']) {
-      expectError(await get(url, { remoteAddress: '192.168.1.20' }), 401, 'PSW_ERR_UNAUTHORIZED')
-      const ok = await get(url, { remoteAddress: '192.168.1.20', headers: { authorization: `Bearer ${TOKEN}` } })
+      expectError(await get(url, { remoteAddress: '127.0.0.1', headers: {} }), 401, 'PSW_ERR_UNAUTHORIZED')
+      expectError(await get(url, { remoteAddress: '192.168.1.20', headers: {} }), 401, 'PSW_ERR_UNAUTHORIZED')
+      const ok = await get(url, { remoteAddress: '192.168.1.20' })
       expect(ok.statusCode, url).toBe(200)
     }
   })
@@ -164,10 +160,13 @@ describe('audit routes', () => {
       },
     }
     const server = Fastify({ logger: false })
-    registerAuditRoutes(server, { audit: spy }, { requireAdmin: async () => {}, localOrAdmin: async () => {} })
+    installTestPrincipals(server, { [TOKEN]: 'viewer' })
+    registerAuditRoutes(server, { audit: spy })
     const address = await server.listen({ port: 0, host: '127.0.0.1' })
     try {
-      const request = httpGet(`${address}/api/v1/audit/export?format=jsonl`)
+      const request = httpGet(`${address}/api/v1/audit/export?format=jsonl`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      })
       const res = await new Promise<IncomingMessage>((resolve, reject) => {
         request.once('response', resolve).once('error', reject)
       })

@@ -1,11 +1,12 @@
 import { Readable } from 'node:stream'
 import { type Static, Type } from '@sinclair/typebox'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import { ValidationError } from '../../shared/errors.ts'
 import { EXPORT_CONTENT_TYPES } from '../audit/audit-export.ts'
 import type { AuditLog } from '../audit/audit-log.ts'
 import type { AuditFilter } from '../audit/audit-query.ts'
 import { ActorTypeSchema, AuditRecordSchema } from '../audit/audit-record.ts'
+import { requireRole } from '../auth/principal.ts'
 
 /** What the HTTP API needs of the audit log. */
 export type AuditApi = Pick<AuditLog, 'query' | 'export' | 'verify'>
@@ -102,19 +103,16 @@ function clientSignal(reply: FastifyReply): AbortSignal {
 
 /**
  * Audit routes, read-only (the log is written by the subsystems, never through the API):
- * open on loopback, admin token from elsewhere, like the other operator views.
+ * any role (viewer and up).
  */
-export function registerAuditRoutes(
-  app: FastifyInstance,
-  deps: { audit: AuditApi },
-  auth: { requireAdmin: (r: FastifyRequest) => Promise<void>; localOrAdmin: (r: FastifyRequest) => Promise<void> },
-): void {
+export function registerAuditRoutes(app: FastifyInstance, deps: { audit: AuditApi }): void {
   const { audit } = deps
+  const viewer = requireRole('viewer')
 
   app.get<{ Querystring: Static<typeof AuditListQuerySchema> }>(
     '/api/v1/audit',
     {
-      onRequest: auth.localOrAdmin,
+      onRequest: viewer,
       schema: { querystring: AuditListQuerySchema, response: { 200: AuditPageSchema } },
     },
     async (request, reply) => {
@@ -133,7 +131,7 @@ export function registerAuditRoutes(
 
   app.get<{ Querystring: Static<typeof AuditExportQuerySchema> }>(
     '/api/v1/audit/export',
-    { onRequest: auth.localOrAdmin, schema: { querystring: AuditExportQuerySchema } },
+    { onRequest: viewer, schema: { querystring: AuditExportQuerySchema } },
     async (request, reply) => {
       const { format, ...rest } = request.query
       const chunks = audit.export(format, toFilter(rest), { signal: clientSignal(reply) })[Symbol.asyncIterator]()
@@ -151,7 +149,7 @@ export function registerAuditRoutes(
   app.get<{ Querystring: Static<typeof AuditVerifyQuerySchema> }>(
     '/api/v1/audit/verify',
     {
-      onRequest: auth.localOrAdmin,
+      onRequest: viewer,
       schema: { querystring: AuditVerifyQuerySchema, response: { 200: AuditVerifyResultSchema } },
     },
     async (request, reply) => {

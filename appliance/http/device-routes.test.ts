@@ -1,15 +1,15 @@
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { AuthError } from '../../shared/errors.ts'
 import { silentLogger } from '../../shared/log.ts'
 import type { InventoryReportT } from '../../shared/protocol/control-protocol.ts'
+import { installTestPrincipals } from '../auth/test-principals.ts'
 import { GroupStore } from '../policy/groups.ts'
 import { enrollNewAgent, newTestAgent, openTestAppliance, type TestAppliance } from '../test-fixtures.ts'
 import { registerDeviceRoutes } from './device-routes.ts'
 import { installErrorHandler } from './error-handler.ts'
-import { isLoopback } from './server.ts'
 
-const TOKEN = 'test-admin-token'
+const TOKEN = 'test-operator-token'
+const VIEWER_TOKEN = 'test-viewer-token'
 const LAN = '192.168.1.20'
 
 const inventory = (hostname: string, os: InventoryReportT['os']): InventoryReportT => ({
@@ -34,25 +34,15 @@ describe('device and group routes', () => {
 
   beforeEach(async () => {
     t = await openTestAppliance()
-    // The same Fastify options and auth hooks as server.ts.
+    // The same Fastify options as server.ts; a stand-in for its principals.
     app = Fastify({
       logger: false,
       bodyLimit: 256 << 10,
       ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     })
     installErrorHandler(app, silentLogger())
-    const requireAdmin = async (request: FastifyRequest) => {
-      if (request.headers.authorization !== `Bearer ${TOKEN}`)
-        throw new AuthError('PSW_ERR_UNAUTHORIZED', 'admin token required')
-    }
-    const localOrAdmin = async (request: FastifyRequest) => {
-      if (!isLoopback(request.socket.remoteAddress)) await requireAdmin(request)
-    }
-    registerDeviceRoutes(
-      app,
-      { devices: t.core.devices, groups: new GroupStore({ db: t.core.db, clock: t.clock }) },
-      { requireAdmin, localOrAdmin },
-    )
+    installTestPrincipals(app, { [TOKEN]: 'operator', [VIEWER_TOKEN]: 'viewer' })
+    registerDeviceRoutes(app, { devices: t.core.devices, groups: new GroupStore({ db: t.core.db, clock: t.clock }) })
     await app.ready()
     kasse = (await enrollNewAgent(t.core, 'ber-kasse-01')).peerId
     office = (await enrollNewAgent(t.core, 'ber-office-02')).peerId
@@ -75,11 +65,12 @@ describe('device and group routes', () => {
   })
 
   const admin = { authorization: `Bearer ${TOKEN}` }
+  const viewer = { authorization: `Bearer ${VIEWER_TOKEN}` }
   const put = (url: string, payload: unknown, headers: Record<string, string> = admin) =>
     app.inject({ method: 'PUT', url, payload: payload as object, headers })
 
   it('lists devices without certificates, searches by hostname, PeerId and tag', async () => {
-    const all = await app.inject({ method: 'GET', url: '/api/v1/devices' })
+    const all = await app.inject({ method: 'GET', headers: viewer, url: '/api/v1/devices' })
     expect(all.statusCode).toBe(200)
     expect(all.json()).toMatchObject({ total: 2 })
     expect(all.body).not.toContain('BEGIN CERTIFICATE')
@@ -90,7 +81,7 @@ describe('device and group routes', () => {
       tags: ['backoffice', 'berlin'],
     })
     const search = async (query: string) =>
-      (await app.inject({ method: 'GET', url: `/api/v1/devices?${query}` }))
+      (await app.inject({ method: 'GET', headers: viewer, url: `/api/v1/devices?${query}` }))
         .json()
         .devices.map((d: { peerId: string }) => d.peerId)
     expect(await search('q=KASSE')).toEqual([kasse])
@@ -101,25 +92,32 @@ describe('device and group routes', () => {
   })
 
   it('shows one device with its latest inventory', async () => {
-    const res = await app.inject({ method: 'GET', url: `/api/v1/devices/${kasse}` })
+    const res = await app.inject({ method: 'GET', headers: viewer, url: `/api/v1/devices/${kasse}` })
     expect(res.statusCode).toBe(200)
     expect(res.json()).toMatchObject({
       device: { peerId: kasse, hostname: 'ber-kasse-01' },
       inventory: { receivedAt: '2026-01-01T00:00:00.000Z', inventory: { packages: [{ name: 'openssl' }] } },
     })
-    expect((await app.inject({ method: 'GET', url: `/api/v1/devices/${office}` })).json().inventory).toBeNull()
+    expect(
+      (await app.inject({ method: 'GET', headers: viewer, url: `/api/v1/devices/${office}` })).json().inventory,
+    ).toBeNull()
     const stranger = await newTestAgent()
-    const missing = await app.inject({ method: 'GET', url: `/api/v1/devices/${stranger.peerId}` })
+    const missing = await app.inject({ method: 'GET', headers: viewer, url: `/api/v1/devices/${stranger.peerId}` })
     expect(missing.statusCode).toBe(404)
     expect(missing.json()).toMatchObject({ code: 'PSW_ERR_NOT_FOUND' })
-    expect((await app.inject({ method: 'GET', url: '/api/v1/devices/not-a-peer-id' })).json()).toMatchObject({
+    expect(
+      (await app.inject({ method: 'GET', headers: viewer, url: '/api/v1/devices/not-a-peer-id' })).json(),
+    ).toMatchObject({
       code: 'PSW_ERR_SCHEMA',
     })
   })
 
-  it('sets tags and tier only with the admin token, and validates them', async () => {
+  it('sets tags and tier only as an operator, and validates them', async () => {
     expect((await put(`/api/v1/devices/${kasse}/tier`, { tier: 'critical' }, {})).statusCode).toBe(401)
     expect((await put(`/api/v1/devices/${kasse}/tags`, { tags: ['x'] }, {})).statusCode).toBe(401)
+    const weak = await put(`/api/v1/devices/${kasse}/tier`, { tier: 'critical' }, viewer)
+    expect(weak.statusCode).toBe(403)
+    expect(weak.json()).toMatchObject({ code: 'PSW_ERR_FORBIDDEN' })
     const tier = await put(`/api/v1/devices/${kasse}/tier`, { tier: 'critical' })
     expect(tier.statusCode).toBe(200)
     expect(tier.json()).toMatchObject({ tier: 'critical' })
@@ -135,10 +133,11 @@ describe('device and group routes', () => {
     }
     const stranger = await newTestAgent()
     expect((await put(`/api/v1/devices/${stranger.peerId}/tier`, { tier: 'low' })).statusCode).toBe(404)
-    // reads from the LAN need the token too
-    expect((await app.inject({ method: 'GET', url: '/api/v1/devices', remoteAddress: LAN })).statusCode).toBe(401)
+    // reads need a principal, on loopback as from the LAN
+    for (const remoteAddress of ['127.0.0.1', LAN])
+      expect((await app.inject({ method: 'GET', url: '/api/v1/devices', remoteAddress })).statusCode).toBe(401)
     expect(
-      (await app.inject({ method: 'GET', url: '/api/v1/devices', remoteAddress: LAN, headers: admin })).statusCode,
+      (await app.inject({ method: 'GET', url: '/api/v1/devices', remoteAddress: LAN, headers: viewer })).statusCode,
     ).toBe(200)
   })
 
@@ -154,13 +153,15 @@ describe('device and group routes', () => {
     ).toMatchObject({ code: 'PSW_ERR_CONFLICT' })
 
     const memberIds = async (id: string) =>
-      (await app.inject({ method: 'GET', url: `/api/v1/groups/${id}/members` }))
+      (await app.inject({ method: 'GET', headers: viewer, url: `/api/v1/groups/${id}/members` }))
         .json()
         .devices.map((d: { peerId: string }) => d.peerId)
     expect(await memberIds('kiosks')).toEqual([kasse])
-    const byGroup = await app.inject({ method: 'GET', url: '/api/v1/devices?group=kiosks' })
+    const byGroup = await app.inject({ method: 'GET', headers: viewer, url: '/api/v1/devices?group=kiosks' })
     expect(byGroup.json().devices.map((d: { peerId: string }) => d.peerId)).toEqual([kasse])
-    expect((await app.inject({ method: 'GET', url: '/api/v1/devices?group=nope' })).statusCode).toBe(404)
+    expect((await app.inject({ method: 'GET', headers: viewer, url: '/api/v1/devices?group=nope' })).statusCode).toBe(
+      404,
+    )
 
     const updated = await put('/api/v1/groups/kiosks', { name: 'Berlin', match: { hostnamePattern: 'ber-*' } })
     expect(updated.statusCode).toBe(200)
@@ -168,13 +169,15 @@ describe('device and group routes', () => {
     await put('/api/v1/groups/kiosks', { name: 'Debian', match: { os: ['debian-*'] } })
     expect(await memberIds('kiosks')).toEqual([kasse])
 
-    const list = await app.inject({ method: 'GET', url: '/api/v1/groups' })
+    const list = await app.inject({ method: 'GET', headers: viewer, url: '/api/v1/groups' })
     expect(list.json()).toEqual({ groups: [expect.objectContaining({ id: 'kiosks', name: 'Debian', memberCount: 1 })] })
-    expect((await app.inject({ method: 'GET', url: '/api/v1/groups/kiosks' })).json()).toMatchObject({ id: 'kiosks' })
+    expect((await app.inject({ method: 'GET', headers: viewer, url: '/api/v1/groups/kiosks' })).json()).toMatchObject({
+      id: 'kiosks',
+    })
 
     expect((await app.inject({ method: 'DELETE', url: '/api/v1/groups/kiosks' })).statusCode).toBe(401)
     expect((await app.inject({ method: 'DELETE', url: '/api/v1/groups/kiosks', headers: admin })).statusCode).toBe(204)
-    expect((await app.inject({ method: 'GET', url: '/api/v1/groups/kiosks' })).statusCode).toBe(404)
+    expect((await app.inject({ method: 'GET', headers: viewer, url: '/api/v1/groups/kiosks' })).statusCode).toBe(404)
     expect((await app.inject({ method: 'DELETE', url: '/api/v1/groups/kiosks', headers: admin })).statusCode).toBe(404)
     expect((await put('/api/v1/groups/kiosks', { name: 'x', match: {} })).statusCode).toBe(404)
   })
@@ -191,6 +194,6 @@ describe('device and group routes', () => {
       expect(res.statusCode, JSON.stringify(payload)).toBe(400)
       expect(res.json()).toMatchObject({ code: 'PSW_ERR_SCHEMA' })
     }
-    expect((await app.inject({ method: 'GET', url: '/api/v1/groups?x=1' })).statusCode).toBe(400)
+    expect((await app.inject({ method: 'GET', headers: viewer, url: '/api/v1/groups?x=1' })).statusCode).toBe(400)
   })
 })

@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { StateError } from '../../shared/errors.ts'
 import { PeerIdString } from '../../shared/metadata/common-schema.ts'
+import { requireRole } from '../auth/principal.ts'
 import {
   DEFAULT_TIER,
   type DeviceRecord,
@@ -24,11 +25,6 @@ import {
 export interface DeviceRoutesDeps {
   devices: DeviceRegistry
   groups: GroupStore
-}
-
-export interface RouteAuth {
-  requireAdmin: (r: FastifyRequest) => Promise<void>
-  localOrAdmin: (r: FastifyRequest) => Promise<void>
 }
 
 const Limit = Type.String({ pattern: '^[0-9]{1,5}$' })
@@ -76,10 +72,12 @@ const byHostname = (a: DeviceRecord, b: DeviceRecord) =>
 
 /**
  * Devices (search, detail with the latest inventory, tags, tier) and groups (CRUD, members).
- * Reads are open on loopback and need the admin token elsewhere; writes always need it.
+ * Reads: viewer; tags, tier and group changes: operator.
  */
-export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDeps, auth: RouteAuth): void {
+export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDeps): void {
   const { devices, groups } = deps
+  const viewer = requireRole('viewer')
+  const operator = requireRole('operator')
 
   const groupOr404 = async (id: string) => {
     const g = await groups.get(id)
@@ -89,7 +87,7 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
 
   app.get<{ Querystring: { q?: string; group?: string; tier?: DeviceTier; limit?: string } }>(
     '/api/v1/devices',
-    { onRequest: auth.localOrAdmin, schema: { querystring: DeviceListQuerySchema } },
+    { onRequest: viewer, schema: { querystring: DeviceListQuerySchema } },
     async (request) => {
       const { q, group, tier, limit } = request.query
       let list = await devices.list()
@@ -104,7 +102,7 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
 
   app.get<{ Params: { peerId: string } }>(
     '/api/v1/devices/:peerId',
-    { onRequest: auth.localOrAdmin, schema: { params: PeerParamsSchema } },
+    { onRequest: viewer, schema: { params: PeerParamsSchema } },
     async (request) => {
       const { peerId } = request.params
       const d = await devices.get(peerId)
@@ -119,17 +117,17 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
 
   app.put<{ Params: { peerId: string }; Body: { tags: string[] } }>(
     '/api/v1/devices/:peerId/tags',
-    { onRequest: auth.requireAdmin, schema: { params: PeerParamsSchema, body: TagsBodySchema } },
+    { onRequest: operator, schema: { params: PeerParamsSchema, body: TagsBodySchema } },
     async (request) => deviceView(await devices.setTags(request.params.peerId, request.body.tags)),
   )
 
   app.put<{ Params: { peerId: string }; Body: { tier: DeviceTier } }>(
     '/api/v1/devices/:peerId/tier',
-    { onRequest: auth.requireAdmin, schema: { params: PeerParamsSchema, body: TierBodySchema } },
+    { onRequest: operator, schema: { params: PeerParamsSchema, body: TierBodySchema } },
     async (request) => deviceView(await devices.setTier(request.params.peerId, request.body.tier)),
   )
 
-  app.get('/api/v1/groups', { onRequest: auth.localOrAdmin, schema: { querystring: NoQuerySchema } }, async () => {
+  app.get('/api/v1/groups', { onRequest: viewer, schema: { querystring: NoQuerySchema } }, async () => {
     const all = await devices.list()
     const list = await groups.list()
     return { groups: list.map((g) => ({ ...g, memberCount: members(g, all).length })) }
@@ -137,7 +135,7 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
 
   app.post<{ Body: GroupCreate }>(
     '/api/v1/groups',
-    { onRequest: auth.requireAdmin, schema: { body: GroupCreateSchema } },
+    { onRequest: operator, schema: { body: GroupCreateSchema } },
     async (request, reply) => {
       reply.code(201)
       return groups.create(request.body)
@@ -146,19 +144,19 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/groups/:id',
-    { onRequest: auth.localOrAdmin, schema: { params: GroupParamsSchema } },
+    { onRequest: viewer, schema: { params: GroupParamsSchema } },
     async (request) => groupOr404(request.params.id),
   )
 
   app.put<{ Params: { id: string }; Body: GroupUpdate }>(
     '/api/v1/groups/:id',
-    { onRequest: auth.requireAdmin, schema: { params: GroupParamsSchema, body: GroupUpdateSchema } },
+    { onRequest: operator, schema: { params: GroupParamsSchema, body: GroupUpdateSchema } },
     async (request) => groups.update(request.params.id, request.body),
   )
 
   app.delete<{ Params: { id: string } }>(
     '/api/v1/groups/:id',
-    { onRequest: auth.requireAdmin, schema: { params: GroupParamsSchema } },
+    { onRequest: operator, schema: { params: GroupParamsSchema } },
     async (request, reply) => {
       await groups.delete(request.params.id)
       return reply.code(204).send()
@@ -167,7 +165,7 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
 
   app.get<{ Params: { id: string }; Querystring: { limit?: string } }>(
     '/api/v1/groups/:id/members',
-    { onRequest: auth.localOrAdmin, schema: { params: GroupParamsSchema, querystring: MembersQuerySchema } },
+    { onRequest: viewer, schema: { params: GroupParamsSchema, querystring: MembersQuerySchema } },
     async (request) => {
       const group = await groupOr404(request.params.id)
       const list = members(group, await devices.list()).sort(byHostname)

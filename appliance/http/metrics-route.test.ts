@@ -59,12 +59,15 @@ describe('GET /metrics and GET /api/v1/metrics/wan', () => {
   const auth = { authorization: 'Bearer placeholder' }
   const withToken = () => ({ authorization: `Bearer ${adminToken}` })
 
-  it('serves the Prometheus text format to loopback, and elsewhere only with the admin token', async () => {
+  it('serves the Prometheus text format to a viewer API token (no loopback exemption)', async () => {
     await enrollNewAgent(t.core, 'pc-01')
     wan.addArtifactBytes(A, 4096)
     wan.addIndexBytes(100)
+    const { token } = await t.core.auth.apiTokens.create({ name: 'prometheus', role: 'viewer' }, 'test')
 
-    const local = await app.inject({ method: 'GET', url: '/metrics' })
+    const anonymous = await app.inject({ method: 'GET', url: '/metrics' })
+    expect(anonymous.statusCode).toBe(401)
+    const local = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${token}` } })
     expect(local.statusCode, local.body).toBe(200)
     expect(local.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/)
     const { types, samples } = parseExposition(local.body)
@@ -90,7 +93,7 @@ describe('GET /metrics and GET /api/v1/metrics/wan', () => {
     wan.addArtifactBytes(B, 20)
     wan.addIndexBytes(5)
 
-    const res = await app.inject({ method: 'GET', url: '/api/v1/metrics/wan' })
+    const res = await app.inject({ method: 'GET', url: '/api/v1/metrics/wan', headers: withToken() })
     expect(res.statusCode, res.body).toBe(200)
     expect(res.json<WanUsage>()).toEqual({
       totalBytes: 35,
@@ -108,12 +111,12 @@ describe('GET /metrics and GET /api/v1/metrics/wan', () => {
       artifactCount: 2,
     })
 
-    const range = await app.inject({ method: 'GET', url: '/api/v1/metrics/wan?from=2026-01-02' })
+    const range = await app.inject({ method: 'GET', url: '/api/v1/metrics/wan?from=2026-01-02', headers: withToken() })
     expect(range.json<WanUsage>().days).toEqual([{ day: '2026-01-02', bytes: 25 }])
-    const bad = await app.inject({ method: 'GET', url: '/api/v1/metrics/wan?from=yesterday' })
+    const bad = await app.inject({ method: 'GET', url: '/api/v1/metrics/wan?from=yesterday', headers: withToken() })
     expect(bad.statusCode).toBe(400)
     expect(bad.json()).toMatchObject({ code: 'PSW_ERR_SCHEMA' })
-    const unknown = await app.inject({ method: 'GET', url: '/api/v1/metrics/wan?limit=5' })
+    const unknown = await app.inject({ method: 'GET', url: '/api/v1/metrics/wan?limit=5', headers: withToken() })
     expect(unknown.statusCode).toBe(400)
 
     expect((await app.inject({ method: 'GET', url: '/api/v1/metrics/wan', remoteAddress: LAN })).statusCode).toBe(401)
@@ -127,7 +130,7 @@ describe('GET /metrics and GET /api/v1/metrics/wan', () => {
     const bare = await server(undefined)
     try {
       for (const url of ['/metrics', '/api/v1/metrics/wan']) {
-        const res = await bare.inject({ method: 'GET', url })
+        const res = await bare.inject({ method: 'GET', url, headers: withToken() })
         expect(res.statusCode).toBe(404)
         expect(res.json()).toMatchObject({ code: 'PSW_ERR_NOT_FOUND' })
       }
@@ -139,11 +142,13 @@ describe('GET /metrics and GET /api/v1/metrics/wan', () => {
   it('a failing scrape is a 500 PSW_ERR_INTERNAL, not a partial exposition', async () => {
     const failing = await server({ render: () => Promise.reject(new Error('db closed')) })
     try {
-      const res = await failing.inject({ method: 'GET', url: '/metrics' })
+      const res = await failing.inject({ method: 'GET', url: '/metrics', headers: withToken() })
       expect(res.statusCode).toBe(500)
       expect(res.json()).toMatchObject({ code: 'PSW_ERR_INTERNAL' })
       // no wanUsage: that route is left out
-      expect((await failing.inject({ method: 'GET', url: '/api/v1/metrics/wan' })).statusCode).toBe(404)
+      expect(
+        (await failing.inject({ method: 'GET', url: '/api/v1/metrics/wan', headers: withToken() })).statusCode,
+      ).toBe(404)
     } finally {
       await failing.close()
     }

@@ -69,7 +69,7 @@ describe('policy routes: patches, approvals, auto-approval rules, plan (real cor
     })
     expect(lan.statusCode).toBe(401)
 
-    let plan = (await app.inject({ method: 'GET', url: '/api/v1/plan' })).json() as {
+    let plan = (await app.inject({ method: 'GET', headers: auth, url: '/api/v1/plan' })).json() as {
       groups: Record<string, { deploy: Array<{ bundleId: string; deadline?: string }> }>
     }
     expect(plan.groups.servers!.deploy).toEqual([
@@ -77,10 +77,10 @@ describe('policy routes: patches, approvals, auto-approval rules, plan (real cor
     ])
 
     expect((await post(`/api/v1/patches/${a.bundleId}/decline`, { group: '*' })).statusCode).toBe(200)
-    plan = (await app.inject({ method: 'GET', url: '/api/v1/plan' })).json() as typeof plan
+    plan = (await app.inject({ method: 'GET', headers: auth, url: '/api/v1/plan' })).json() as typeof plan
     expect(plan.groups.servers!.deploy).toEqual([])
 
-    const patches = (await app.inject({ method: 'GET', url: '/api/v1/patches' })).json() as {
+    const patches = (await app.inject({ method: 'GET', headers: auth, url: '/api/v1/patches' })).json() as {
       patches: Array<{ approvals: unknown[] }>
     }
     expect(patches.patches[0]!.approvals).toHaveLength(2)
@@ -117,7 +117,11 @@ describe('policy routes: patches, approvals, auto-approval rules, plan (real cor
       404,
     )
     expect(
-      ((await app.inject({ method: 'GET', url: '/api/v1/approval-rules' })).json() as { rules: unknown[] }).rules,
+      (
+        (await app.inject({ method: 'GET', headers: auth, url: '/api/v1/approval-rules' })).json() as {
+          rules: unknown[]
+        }
+      ).rules,
     ).toEqual([])
   })
 

@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import { actorOf, requireRole } from '../auth/principal.ts'
 import { ringCounts } from '../rollout/rollout-engine.ts'
-import type { Actor, RolloutService } from '../rollout/rollout-service.ts'
+import type { RolloutService } from '../rollout/rollout-service.ts'
 import { RolloutSpec, type RolloutState } from '../rollout/rollout-types.ts'
 
 const IdParams = Type.Object(
@@ -58,30 +59,26 @@ export function rolloutView(state: RolloutState) {
 }
 
 /**
- * Rollout routes: list and detail for the operator (loopback or admin token), create and
- * commands (pause, resume, cancel, approve the next ring, roll back) for admins.
+ * Rollout routes: list and detail for viewers, create and commands (pause, resume, cancel,
+ * approve the next ring, roll back) for operators; the request's principal is the actor.
  */
-export function registerRolloutRoutes(
-  app: FastifyInstance,
-  rollouts: RolloutService,
-  auth: { requireAdmin: (r: FastifyRequest) => Promise<void>; localOrAdmin: (r: FastifyRequest) => Promise<void> },
-): void {
-  // Admin-token callers are one operator identity until the web UI brings accounts.
-  const actor: Actor = { type: 'api-token', id: 'admin-token' }
+export function registerRolloutRoutes(app: FastifyInstance, rollouts: RolloutService): void {
+  const viewer = requireRole('viewer')
+  const operator = requireRole('operator')
 
-  app.get('/api/v1/rollouts', { onRequest: auth.localOrAdmin }, async () => ({
+  app.get('/api/v1/rollouts', { onRequest: viewer }, async () => ({
     rollouts: (await rollouts.list()).map(rolloutView),
   }))
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/rollouts/:id',
-    { onRequest: auth.localOrAdmin, schema: { params: IdParams } },
+    { onRequest: viewer, schema: { params: IdParams } },
     async (request) => rolloutView(await rollouts.get(request.params.id)),
   )
 
   app.get<{ Params: { id: string }; Querystring: { ring?: number; state?: string } }>(
     '/api/v1/rollouts/:id/devices',
-    { onRequest: auth.localOrAdmin, schema: { params: IdParams, querystring: DevicesQuery } },
+    { onRequest: viewer, schema: { params: IdParams, querystring: DevicesQuery } },
     async (request) => {
       const state = await rollouts.get(request.params.id)
       const { ring, state: only } = request.query
@@ -94,20 +91,17 @@ export function registerRolloutRoutes(
     },
   )
 
-  app.post(
-    '/api/v1/rollouts',
-    { onRequest: auth.requireAdmin, schema: { body: RolloutSpec } },
-    async (request, reply) => {
-      reply.code(201)
-      return rolloutView(await rollouts.create(request.body, actor))
-    },
-  )
+  app.post('/api/v1/rollouts', { onRequest: operator, schema: { body: RolloutSpec } }, async (request, reply) => {
+    reply.code(201)
+    return rolloutView(await rollouts.create(request.body, actorOf(request)))
+  })
 
   for (const command of ['pause', 'resume', 'cancel'] as const) {
     app.post<{ Params: { id: string }; Body: { reason?: string } }>(
       `/api/v1/rollouts/:id/${command}`,
-      { onRequest: auth.requireAdmin, schema: { params: IdParams, body: CommandBody } },
+      { onRequest: operator, schema: { params: IdParams, body: CommandBody } },
       async (request) => {
+        const actor = actorOf(request)
         const event =
           command === 'cancel'
             ? { type: command, by: actor.id, ...(request.body?.reason ? { reason: request.body.reason } : {}) }
@@ -119,16 +113,18 @@ export function registerRolloutRoutes(
 
   app.post<{ Params: { id: string }; Body: { ring: number } }>(
     '/api/v1/rollouts/:id/approve',
-    { onRequest: auth.requireAdmin, schema: { params: IdParams, body: ApproveBody } },
-    async (request) =>
-      rolloutView(
+    { onRequest: operator, schema: { params: IdParams, body: ApproveBody } },
+    async (request) => {
+      const actor = actorOf(request)
+      return rolloutView(
         await rollouts.command(request.params.id, { type: 'approve', ring: request.body.ring, by: actor.id }, actor),
-      ),
+      )
+    },
   )
 
   app.post<{ Params: { id: string }; Body: { reason?: string; emergency?: boolean } }>(
     '/api/v1/rollouts/:id/rollback',
-    { onRequest: auth.requireAdmin, schema: { params: IdParams, body: RollbackBody } },
-    async (request) => rolloutView(await rollouts.rollback(request.params.id, request.body ?? {}, actor)),
+    { onRequest: operator, schema: { params: IdParams, body: RollbackBody } },
+    async (request) => rolloutView(await rollouts.rollback(request.params.id, request.body ?? {}, actorOf(request))),
   )
 }

@@ -1,21 +1,31 @@
 import { PassThrough } from 'node:stream'
+import cookie from '@fastify/cookie'
 import swagger from '@fastify/swagger'
 import { Type } from '@sinclair/typebox'
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { AuthError, isPswError } from '../../shared/errors.ts'
-import { type ApplianceCore, sameSecret } from '../core.ts'
+import { isPswError } from '../../shared/errors.ts'
+import { LoginThrottle, type LoginThrottleOptions } from '../auth/login-throttle.ts'
+import { actorOf, installPrincipal, requireRole } from '../auth/principal.ts'
+import type { ApplianceCore } from '../core.ts'
 import { EnrollRequestSchema } from '../enrollment.ts'
 import { IngestRequestSchema } from '../ingest.ts'
 import { type WanUsage, type WanUsageQuery, WanUsageQuerySchema, WanUsageSchema } from '../metrics/wan-usage.ts'
 import type { RolloutService } from '../rollout/rollout-service.ts'
 import { registerAuditRoutes } from './audit-routes.ts'
+import { registerAuthRoutes } from './auth-routes.ts'
 import { registerDeviceRoutes } from './device-routes.ts'
 import { installErrorHandler } from './error-handler.ts'
+import { registerEventRoutes } from './events.ts'
+import { registerCaRoute, type WebServers } from './listeners.ts'
 import { registerPolicyRoutes } from './policy-routes.ts'
 import { registerRolloutRoutes } from './rollout-routes.ts'
-import { renderStatusPage, type StatusView } from './status-page.ts'
+import { installSecurityHeaders } from './security-headers.ts'
+import type { StatusView } from './status-page.ts'
+import { registerTokenRoutes } from './token-routes.ts'
+import { registerUiRoutes } from './ui-routes.ts'
 import { registerUpstreamRoutes, type UpstreamApi } from './upstream-routes.ts'
+import { registerUserRoutes } from './user-routes.ts'
 
 export const APP_VERSION = '0.1.0'
 
@@ -28,6 +38,10 @@ export function isLoopback(address: string | undefined): boolean {
 
 export interface HttpDeps {
   core: ApplianceCore
+  /** Both listeners (see listeners.ts); absent → a plain fastify server (tests use inject). */
+  servers?: WebServers
+  /** The web CA served at `GET /ca.crt` (null: an imported certificate without its CA → 404). */
+  webCaPem?: () => string | null
   adminToken: string
   status: () => Promise<StatusView>
   /** The libp2p identity for the health check (falls back to `status()`). */
@@ -41,6 +55,8 @@ export interface HttpDeps {
   upstream?: UpstreamApi
   /** Staged rollouts; absent in tests that do not need them. */
   rollouts?: RolloutService
+  /** Failed-login limits (tests shorten them); by `now`'s clock. */
+  loginThrottle?: LoginThrottleOptions
   log: Logger
 }
 
@@ -69,13 +85,16 @@ export const TokenBodySchema = Type.Object(
 )
 
 /**
- * The appliance's HTTP face: health, enrollment, status, and the admin routes the CLI uses
- * while the appliance runs (bearer token from `<data>/admin.token`, readable only by whoever
- * can read the data directory).
+ * The appliance's HTTP face: health, enrollment, status, accounts, and the routes of the web
+ * UI, the CLI and scripts. Every route but health, enrollment, the OpenAPI document and
+ * setup/login needs a principal with a role (appliance/auth/principal.ts): a session cookie,
+ * an API token, or the admin token of `<data>/admin.token` (the CLI on the box).
  */
 export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance> {
   const { core, log } = deps
   const app = Fastify({
+    // The HTTPS + loopback-HTTP listeners (listeners.ts) when given; else fastify's own HTTP server (tests use inject).
+    ...(deps.servers ? { serverFactory: deps.servers.serverFactory } : {}),
     // Request logging is off (an agent fleet polls constantly); errors are logged by our handler.
     logger: false,
     bodyLimit: 256 << 10,
@@ -83,6 +102,11 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
   })
   installErrorHandler(app, log)
+  // Bodies are JSON only: a text/plain form post is a 415, never parsed (CSRF, docs/web-ui.md).
+  app.removeContentTypeParser('text/plain')
+  await installSecurityHeaders(app)
+  await app.register(cookie)
+  installPrincipal(app, { sessions: core.auth.sessions, apiTokens: core.auth.apiTokens, adminToken: deps.adminToken })
   // The OpenAPI document, generated from every route's TypeBox schemas (GET /api/v1/openapi.json).
   await app.register(swagger, {
     openapi: {
@@ -91,27 +115,32 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
         title: 'patchswarm appliance API',
         version: APP_VERSION,
         description:
-          'Operator and agent API of a patchswarm appliance. Reads are open on loopback; from elsewhere, and for every write, send the admin token as a bearer credential. Errors are { code, message } with the codes of docs/errors.md.',
+          'Operator and agent API of a patchswarm appliance. Send an API token (psw_…) or the admin token as a bearer credential, or log in (POST /api/v1/auth/login) and send the session cookie with the x-csrf-token header on writes. Roles: viewer (reads), operator (decisions, groups, rollouts, ingest, upstream), admin (accounts, API and enrollment tokens). Errors are { code, message } with the codes of docs/errors.md.',
       },
-      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
-      security: [{ adminToken: [] }],
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          session: { type: 'apiKey', in: 'cookie', name: 'psw_session' },
+        },
+      },
+      security: [{ bearer: [] }, { session: [] }],
     },
   })
 
-  // An onRequest hook: checked before the body is read or validated, so anonymous callers
+  // onRequest hooks: checked before the body is read or validated, so anonymous callers
   // neither get schema hints nor make the server parse up to bodyLimit bytes.
-  const requireAdmin = async (request: FastifyRequest) => {
-    const header = request.headers.authorization ?? ''
-    const token = header.startsWith('Bearer ') ? header.slice(7) : ''
-    if (!token || !sameSecret(token, deps.adminToken))
-      throw new AuthError('PSW_ERR_UNAUTHORIZED', 'admin token required')
-  }
+  const viewer = requireRole('viewer')
+  const operator = requireRole('operator')
+  const admin = requireRole('admin')
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
+  // Public: the web CA, for operators to import into browsers (compare its fingerprint first).
+  if (deps.webCaPem) registerCaRoute(app, deps.webCaPem)
+
   // Public: agents use it to find the appliance's current libp2p addresses. Cheap on
   // purpose (no database scan): anyone on the LAN may call it.
-  app.get('/api/v1/health', async () => {
+  app.get('/api/v1/health', { schema: { security: [] } }, async () => {
     const s = deps.node ? deps.node() : await deps.status()
     return {
       status: 'ok',
@@ -122,48 +151,44 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     }
   })
 
-  app.post('/api/v1/enroll', { schema: { body: EnrollRequestSchema }, bodyLimit: 64 << 10 }, async (request) =>
-    core.enrollment.enroll(request.body),
+  app.post(
+    '/api/v1/enroll',
+    { schema: { body: EnrollRequestSchema, security: [] }, bodyLimit: 64 << 10 },
+    async (request) => core.enrollment.enroll(request.body),
   )
 
-  // Device lists are for the operator: open on loopback, bearer token from anywhere else
-  // (the HTTP port may face the LAN for enrollment). Logins come with the web UI.
-  const localOrAdmin = async (request: FastifyRequest) => {
-    if (!isLoopback(request.socket.remoteAddress)) await requireAdmin(request)
-  }
+  // Accounts: setup, login, sessions (public where they must be), users and API tokens (admin).
+  const throttle = new LoginThrottle({ now: deps.now ?? Date.now }, deps.loginThrottle)
+  registerAuthRoutes(app, { auth: core.auth, audit: core.audit, throttle })
+  registerUserRoutes(app, { auth: core.auth, audit: core.audit })
+  registerTokenRoutes(app, { auth: core.auth, audit: core.audit })
 
-  app.get('/api/v1/status', { onRequest: localOrAdmin }, async () => {
+  // Every read needs a principal (viewer and up), loopback callers included.
+  app.get('/api/v1/status', { onRequest: viewer }, async () => {
     const s = await deps.status()
     return { ...s, devices: s.devices.map(({ certificatePem: _c, ...d }) => d) }
   })
 
-  app.get('/', { onRequest: localOrAdmin }, async (_request, reply) => {
-    reply
-      .type('text/html; charset=utf-8')
-      .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
-    return renderStatusPage(await deps.status())
-  })
+  // The web UI (public shell: its data comes from the API) and its live event stream.
+  registerUiRoutes(app)
+  registerEventRoutes(app, { db: core.db }, { onRequest: viewer })
 
-  if (deps.upstream) registerUpstreamRoutes(app, deps.upstream, { requireAdmin, localOrAdmin })
-  registerAuditRoutes(app, { audit: core.audit }, { requireAdmin, localOrAdmin })
-  registerDeviceRoutes(app, { devices: core.devices, groups: core.groups }, { requireAdmin, localOrAdmin })
-  if (deps.rollouts) registerRolloutRoutes(app, deps.rollouts, { requireAdmin, localOrAdmin })
-  registerPolicyRoutes(
-    app,
-    {
-      catalog: core.catalog,
-      approvals: core.approvals,
-      groups: core.groups,
-      ...(deps.rollouts ? { rollouts: deps.rollouts } : {}),
-    },
-    { requireAdmin, localOrAdmin },
-  )
+  if (deps.upstream) registerUpstreamRoutes(app, deps.upstream)
+  registerAuditRoutes(app, { audit: core.audit })
+  registerDeviceRoutes(app, { devices: core.devices, groups: core.groups })
+  if (deps.rollouts) registerRolloutRoutes(app, deps.rollouts)
+  registerPolicyRoutes(app, {
+    catalog: core.catalog,
+    approvals: core.approvals,
+    groups: core.groups,
+    ...(deps.rollouts ? { rollouts: deps.rollouts } : {}),
+  })
 
   const metrics = deps.metrics
   if (metrics) {
-    // For a Prometheus on the appliance itself, or elsewhere with the admin token as its
-    // bearer credential (`authorization.credentials_file` in the scrape config).
-    app.get('/metrics', { onRequest: localOrAdmin }, async (_request, reply) => {
+    // For Prometheus with an API token (viewer) as its bearer credential
+    // (`authorization.credentials_file` in the scrape config).
+    app.get('/metrics', { onRequest: viewer }, async (_request, reply) => {
       const { contentType, body } = await metrics.render()
       return reply.type(contentType).header('cache-control', 'no-store').send(body)
     })
@@ -171,20 +196,18 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     if (usage) {
       app.get(
         '/api/v1/metrics/wan',
-        { schema: { querystring: WanUsageQuerySchema, response: { 200: WanUsageSchema } }, onRequest: localOrAdmin },
+        { schema: { querystring: WanUsageQuerySchema, response: { 200: WanUsageSchema } }, onRequest: viewer },
         async (request) => usage(request.query as WanUsageQuery),
       )
     }
   }
 
-  // Admin-token callers are one operator identity until the web UI brings accounts.
-  const admin = { type: 'api-token', id: 'admin-token' } as const
-
-  app.post('/api/v1/admin/tokens', { schema: { body: TokenBodySchema }, onRequest: requireAdmin }, async (request) => {
+  // Enrollment tokens: admin. Assign and ingest: operator.
+  app.post('/api/v1/admin/tokens', { schema: { body: TokenBodySchema }, onRequest: admin }, async (request) => {
     const body = request.body as { ttlHours?: number; label?: string }
     const token = await core.enrollment.createToken(body)
     await core.audit.append({
-      actor: admin,
+      actor: actorOf(request),
       action: 'enrollment.token.create',
       target: { type: 'enrollment-token', id: body.label ?? 'unlabelled' },
       after: { expiresAt: token.expiresAt, label: body.label },
@@ -193,11 +216,11 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     return token
   })
 
-  app.post('/api/v1/admin/assign', { schema: { body: AssignBodySchema }, onRequest: requireAdmin }, async (request) => {
+  app.post('/api/v1/admin/assign', { schema: { body: AssignBodySchema }, onRequest: operator }, async (request) => {
     const body = request.body as { bundle: string; devices: string[] | 'all' }
     const result = await core.assignments.assign(body.bundle, body.devices)
     await core.audit.append({
-      actor: admin,
+      actor: actorOf(request),
       action: 'bundle.assign',
       target: { type: 'bundle', id: result.bundleId },
       after: { devices: result.devices.map((d) => ({ peerId: d.peerId, assignmentVersion: d.version })) },
@@ -209,8 +232,9 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   // Streams NDJSON: {"type":"progress",...} lines, then one {"type":"result"} or {"type":"error"}.
   app.post(
     '/api/v1/admin/ingest',
-    { schema: { body: IngestRequestSchema }, onRequest: requireAdmin },
+    { schema: { body: IngestRequestSchema }, onRequest: operator },
     async (request, reply) => {
+      const actor = actorOf(request)
       const out = new PassThrough()
       const abort = new AbortController()
       // The response's 'close' (finished, or the connection dropped first). Not the request's:
@@ -231,7 +255,7 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
         })
         .then(async (result) => {
           await core.audit.append({
-            actor: admin,
+            actor,
             action: 'bundle.ingest',
             target: { type: 'bundle', id: result.record.bundleId },
             after: result.record,

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import { actorOf, requireRole } from '../auth/principal.ts'
 import type { CacheUsage } from '../upstream/bundle-cache.ts'
 import type { ArtifactState, UpstreamEntry } from '../upstream/upstream-catalog.ts'
 import type { SyncReport, UpstreamStatus } from '../upstream/upstream-service.ts'
@@ -65,19 +66,16 @@ export function summarize(e: UpstreamEntry) {
 }
 
 /**
- * Upstream routes: status and the artifact list for the operator (open on loopback, admin
- * token from elsewhere), sync and fetch for admins.
+ * Upstream routes: status and the artifact list for viewers, sync and fetch for operators.
  */
-export function registerUpstreamRoutes(
-  app: FastifyInstance,
-  upstream: UpstreamApi,
-  auth: { requireAdmin: (r: FastifyRequest) => Promise<void>; localOrAdmin: (r: FastifyRequest) => Promise<void> },
-): void {
-  app.get('/api/v1/upstream', { onRequest: auth.localOrAdmin }, async () => upstream.status())
+export function registerUpstreamRoutes(app: FastifyInstance, upstream: UpstreamApi): void {
+  const viewer = requireRole('viewer')
+  const operator = requireRole('operator')
+  app.get('/api/v1/upstream', { onRequest: viewer }, async () => upstream.status())
 
   app.get<{ Querystring: { feed?: string; state?: ArtifactState; limit?: string } }>(
     '/api/v1/upstream/artifacts',
-    { onRequest: auth.localOrAdmin, schema: { querystring: ArtifactListQuerySchema } },
+    { onRequest: viewer, schema: { querystring: ArtifactListQuerySchema } },
     async (request) => {
       const { feed, state, limit } = request.query
       const all = await upstream.list({ ...(feed ? { feedId: feed } : {}), ...(state ? { state } : {}) })
@@ -89,15 +87,20 @@ export function registerUpstreamRoutes(
 
   app.post<{ Body: { feed?: string } }>(
     '/api/v1/upstream/sync',
-    { onRequest: auth.requireAdmin, schema: { body: SyncBodySchema } },
+    { onRequest: operator, schema: { body: SyncBodySchema } },
     async (request) => ({ reports: await upstream.sync(request.body.feed) }),
   )
 
   app.post<{ Body: { ref: string } }>(
     '/api/v1/upstream/fetch',
-    { onRequest: auth.requireAdmin, schema: { body: FetchBodySchema } },
+    { onRequest: operator, schema: { body: FetchBodySchema } },
     async (request, reply) => {
-      const entry = await upstream.request(request.body.ref, 'operator')
+      const actor = actorOf(request)
+      // Recorded as the requesting operator: an account's name, else the credential.
+      const entry = await upstream.request(
+        request.body.ref,
+        actor.type === 'operator' ? actor.id : `${actor.type}:${actor.id}`,
+      )
       reply.code(entry.state === 'ready' ? 200 : 202)
       return summarize(entry)
     },

@@ -46,3 +46,18 @@ export {
   peerUri,
 } from './peer-keys.ts'
 export { MAX_PEM_CHARS } from './pem.ts'
+export {
+  type CreateWebCaOptions,
+  checkServerCertificate,
+  createWebCa,
+  fingerprint256,
+  generateWebKey,
+  type IssueWebServerCertOptions,
+  isDnsName,
+  isIpAddress,
+  issueWebServerCert,
+  parseCertificateChainPem,
+  subjectAltNames,
+  WEB_CA_VALID_DAYS,
+  WEB_SERVER_VALID_DAYS,
+} from './web-cert.ts'

@@ -3,11 +3,13 @@
  * serial, extensions) but its X.509 code only knows RSA keys, so forge is handed a tiny
  * dummy RSA public key and afterwards the SubjectPublicKeyInfo node of its ASN.1 tree is
  * replaced by the real key's SPKI (from node:crypto), and the signature AlgorithmIdentifier
- * by the signer's (Ed25519: OID 1.3.101.112, no parameters). The TBS bytes are signed with
+ * by the signer's (Ed25519: OID 1.3.101.112, no parameters; the web PKI: ecdsa-with-SHA256).
+ * The TBS bytes are signed with
  * node:crypto. No policy here: cert-builder.ts decides what is issued; tests use this
  * directly to craft hostile certificates.
  */
 import { type KeyObject, randomBytes, sign } from 'node:crypto'
+import { isIP } from 'node:net'
 import forge from 'node-forge'
 import { PswError } from '../errors.ts'
 import { spkiDer, subjectKeyIdentifier } from './keys.ts'
@@ -30,6 +32,24 @@ export function ed25519Signer(privateKey: KeyObject): Signer {
   return { algorithmIdentifierDer: ED25519_ALGORITHM_ID, sign: (data) => sign(null, data, privateKey) }
 }
 
+/** AlgorithmIdentifier for ecdsa-with-SHA256: SEQUENCE { OID 1.2.840.10045.4.3.2 } — parameters absent (RFC 5758). */
+export const ECDSA_SHA256_ALGORITHM_ID = Buffer.from('300a06082a8648ce3d040302', 'hex')
+
+/**
+ * A signer using an ECDSA P-256 private key (ecdsa-with-SHA256, DER-encoded Ecdsa-Sig-Value).
+ * For the web PKI only: browsers refuse Ed25519 server certificates and chains.
+ */
+export function ecdsaP256Signer(privateKey: KeyObject): Signer {
+  const details = privateKey.asymmetricKeyDetails
+  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ec' || details?.namedCurve !== 'prime256v1') {
+    throw new PswError('PSW_ERR_KEY_INVALID', 'expected an ECDSA P-256 private key')
+  }
+  return {
+    algorithmIdentifierDer: ECDSA_SHA256_ALGORITHM_ID,
+    sign: (data) => sign('sha256', data, { key: privateKey, dsaEncoding: 'der' }),
+  }
+}
+
 export interface ExtensionsSpec {
   /** Omitted → no basicConstraints extension at all. Written as critical. */
   basicConstraints?: { ca: boolean; pathLen?: number }
@@ -40,7 +60,8 @@ export interface ExtensionsSpec {
   subjectKeyId?: Buffer | null
   /** keyIdentifier of the issuer's key; omitted → no authorityKeyIdentifier. */
   authorityKeyId?: Buffer
-  altNames?: { dns?: string[]; uri?: string[] }
+  /** `ip`: IPv4 or IPv6 addresses in text form (SAN iPAddress, 4 or 16 bytes). */
+  altNames?: { dns?: string[]; uri?: string[]; ip?: string[] }
 }
 
 export interface CertificateSpec {
@@ -149,9 +170,16 @@ function forgeExtensions(spec: ExtensionsSpec, publicKey: KeyObject): object[] {
   const altNames = [
     ...(spec.altNames?.dns ?? []).map((value) => ({ type: 2, value })),
     ...(spec.altNames?.uri ?? []).map((value) => ({ type: 6, value })),
+    ...(spec.altNames?.ip ?? []).map((ip) => ({ type: 7, ip: checkIp(ip) })),
   ]
   if (altNames.length > 0) out.push({ name: 'subjectAltName', altNames })
   return out
+}
+
+/** forge encodes the text form itself; refuse anything that is not a plain IPv4/IPv6 address (no zone id). */
+function checkIp(ip: string): string {
+  if (isIP(ip) === 0 || ip.includes('%')) throw new PswError('PSW_ERR_INVALID_ARGUMENT', `not an IP address: ${ip}`)
+  return ip
 }
 
 /** A placeholder RSA key (n = e = 3) so forge can emit a TBS; its SPKI node is replaced. */

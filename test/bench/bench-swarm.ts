@@ -105,6 +105,11 @@ try {
       httpHost,
       '--http-port',
       '0',
+      // TODO(netns): plain HTTP is loopback-only now; LAN agents need the HTTPS URL and the web CA.
+      '--https-host',
+      httpHost,
+      '--https-port',
+      '0',
       '--p2p-listen',
       applianceListen,
       '--max-upload-rate',

@@ -169,7 +169,8 @@ export interface RunningAppliance {
 }
 
 /**
- * Starts `patchswarm appliance start` on 127.0.0.1 with port 0 for HTTP and libp2p; `extraArgs`
+ * Starts `patchswarm appliance start` on 127.0.0.1 with port 0 for HTTP, HTTPS and libp2p
+ * (`info.httpUrl` is the loopback plain-HTTP URL, `info.httpsUrl` the HTTPS one); `extraArgs`
  * are more options of `appliance start` (e.g. `--max-upload-rate`).
  */
 export async function startAppliance(
@@ -178,7 +179,21 @@ export async function startAppliance(
   extraArgs: string[] = [],
 ): Promise<RunningAppliance> {
   const proc = new CliProcess(
-    ['appliance', 'start', '--data', dataDir, '--http-port', '0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', ...extraArgs],
+    [
+      'appliance',
+      'start',
+      '--data',
+      dataDir,
+      '--http-port',
+      '0',
+      '--https-host',
+      '127.0.0.1',
+      '--https-port',
+      '0',
+      '--p2p-listen',
+      '/ip4/127.0.0.1/tcp/0',
+      ...extraArgs,
+    ],
     { nodeArgs },
   )
   await proc.waitForLine((l) => l.startsWith('patchswarm appliance running'), 'appliance start')
@@ -246,8 +261,17 @@ export async function assign(app: RunningAppliance, bundle: string, device: stri
   return JSON.parse(r.stdout) as { devices: Array<{ version: number }> }
 }
 
+/**
+ * A GET on the appliance's API with the admin token of its data directory (every route but
+ * health and enrollment needs a principal, loopback included).
+ */
+export async function adminGet(app: { dataDir: string; info: { httpUrl: string } }, path: string): Promise<Response> {
+  const token = (await readFile(join(app.dataDir, 'admin.token'), 'utf8')).trim()
+  return fetch(new URL(path, app.info.httpUrl), { headers: { authorization: `Bearer ${token}` } })
+}
+
 export async function applianceStatus(app: RunningAppliance) {
-  const res = await fetch(new URL('/api/v1/status', app.info.httpUrl))
+  const res = await adminGet(app, '/api/v1/status')
   return (await res.json()) as {
     devices: Array<{
       peerId: string

@@ -17,7 +17,7 @@ import {
 } from '../../shared/pki/index.ts'
 import { CHUNK_PROTOCOL } from '../../shared/protocol/chunk-codec.ts'
 import { CONTROL_PROTOCOL } from '../../shared/protocol/control-protocol.ts'
-import { runCli, tempDir, writeRandomFile } from './harness.ts'
+import { adminGet, runCli, tempDir, writeRandomFile } from './harness.ts'
 
 /**
  * The appliance runs in this process so the test can plant hostile signed metadata in its
@@ -67,7 +67,7 @@ describe('an agent refuses bad signed metadata; the appliance refuses strangers'
       dataDir,
       clock: systemClock,
       log: silentLogger(),
-      overrides: { httpPort: 0, p2pListen: ['/ip4/127.0.0.1/tcp/0'] },
+      overrides: { httpPort: 0, httpsHost: '127.0.0.1', httpsPort: 0, p2pListen: ['/ip4/127.0.0.1/tcp/0'] },
     })
     httpUrl = (await appliance.start()).httpUrl
     const { token } = await appliance.core.enrollment.createToken()
@@ -179,7 +179,9 @@ describe('an agent refuses bad signed metadata; the appliance refuses strangers'
     try {
       const info = appliance.core.config
       expect(info).toBeDefined()
-      const status = (await (await fetch(new URL('/api/v1/status', httpUrl))).json()) as {
+      const status = (await (
+        await adminGet({ dataDir: join(dir.path, 'appliance'), info: { httpUrl } }, '/api/v1/status')
+      ).json()) as {
         peerId: string
         multiaddrs: string[]
       }

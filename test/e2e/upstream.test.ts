@@ -12,7 +12,16 @@ import {
   startFeedServer,
 } from '../../appliance/upstream/vendor-feed-test-helpers.ts'
 import { serveBytes, startTestServer } from '../../appliance/upstream/wan-test-helpers.ts'
-import { applianceStatus, assign, enroll, type RunningAppliance, runCli, startAppliance, tempDir } from './harness.ts'
+import {
+  adminGet,
+  applianceStatus,
+  assign,
+  enroll,
+  type RunningAppliance,
+  runCli,
+  startAppliance,
+  tempDir,
+} from './harness.ts'
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 
@@ -160,7 +169,7 @@ describe('upstream end to end (a real feed server, appliance and agent processes
     }
 
     // The audit log has what the operator and the system did, and its chain verifies.
-    const audit = (await (await fetch(new URL('/api/v1/audit?limit=100', app.info.httpUrl))).json()) as {
+    const audit = (await (await adminGet(app, '/api/v1/audit?limit=100')).json()) as {
       records: Array<{ action: string; actor: { type: string }; target: { id: string } }>
     }
     const actions = audit.records.map((r) => `${r.action} ${r.target.id}`)
@@ -169,11 +178,11 @@ describe('upstream end to end (a real feed server, appliance and agent processes
     expect(actions).toContain('upstream.requested acme/tool-2.0')
     expect(actions).toContain('upstream.ready acme/tool-2.0')
     expect(actions.filter((a) => a.startsWith('bundle.assign'))).toHaveLength(3)
-    const verify = (await (await fetch(new URL('/api/v1/audit/verify', app.info.httpUrl))).json()) as { ok: boolean }
+    const verify = (await (await adminGet(app, '/api/v1/audit/verify')).json()) as { ok: boolean }
     expect(verify.ok).toBe(true)
 
     // Metrics: WAN bytes counted, and what the agents received is more than the WAN carried.
-    const metrics = await (await fetch(new URL('/metrics', app.info.httpUrl))).text()
+    const metrics = await (await adminGet(app, '/metrics')).text()
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1])
     expect(value('patchswarm_wan_bytes_total')).toBeGreaterThanOrEqual(artifact.length)
     expect(value('patchswarm_delivered_bytes_total')).toBe(3 * artifact.length)
