@@ -23,7 +23,10 @@ import { type ApplianceNetwork, startApplianceNetwork } from './network.ts'
 import { type Group, matches } from './policy/groups.ts'
 import { checkRolloutAdmission } from './policy/rollout-admission.ts'
 import { syncDeviceWindows } from './policy/window-policy.ts'
+import { createDashboard } from './reports/dashboard.ts'
+import { dashboardSources } from './reports/dashboard-sources.ts'
 import { RolloutService } from './rollout/rollout-service.ts'
+import { SettingsService } from './settings/settings-service.ts'
 import { ApplianceSwarm, type BundleSwarmStats } from './swarm.ts'
 import { createUpstream, type Upstream } from './upstream/upstream-factory.ts'
 
@@ -110,6 +113,13 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
   const startedAt = clock.now()
 
   const upstream = createUpstream(core, { clock, log })
+  // The dashboard summary and compliance reports (cached while nothing is written).
+  const reportSources = dashboardSources(core, {
+    clock,
+    rollouts: () => rollouts.list(),
+    wan: () => upstream.wan.totals(),
+  })
+  const dashboard = createDashboard(reportSources)
   let windowTimer: NodeJS.Timeout | undefined
   const rollouts = new RolloutService({
     db: core.db,
@@ -249,6 +259,13 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           node: () => ({ peerId: network?.node.peerId ?? '', multiaddrs: network?.node.multiaddrs() ?? [] }),
           metrics,
           rollouts,
+          reports: { dashboard, sources: reportSources },
+          settings: new SettingsService({
+            dataDir: core.layout.root,
+            upstream,
+            audit: core.audit,
+            log: log.child({ component: 'appliance:settings' }),
+          }),
           upstream: {
             status: async () => ({
               ...(await upstream.service.status()),
@@ -313,6 +330,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
       network = undefined
       clearInterval(windowTimer)
       await rollouts.stop()
+      reportSources.stop()
       await upstream.stop()
       await swarm.stop()
       await core.close()

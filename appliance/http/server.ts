@@ -11,7 +11,9 @@ import type { ApplianceCore } from '../core.ts'
 import { EnrollRequestSchema } from '../enrollment.ts'
 import { IngestRequestSchema } from '../ingest.ts'
 import { type WanUsage, type WanUsageQuery, WanUsageQuerySchema, WanUsageSchema } from '../metrics/wan-usage.ts'
+import type { Dashboard, DashboardSources } from '../reports/dashboard.ts'
 import type { RolloutService } from '../rollout/rollout-service.ts'
+import type { SettingsService } from '../settings/settings-service.ts'
 import { registerAuditRoutes } from './audit-routes.ts'
 import { registerAuthRoutes } from './auth-routes.ts'
 import { registerDeviceRoutes } from './device-routes.ts'
@@ -19,8 +21,10 @@ import { installErrorHandler } from './error-handler.ts'
 import { registerEventRoutes } from './events.ts'
 import { registerCaRoute, type WebServers } from './listeners.ts'
 import { registerPolicyRoutes } from './policy-routes.ts'
+import { registerReportRoutes } from './report-routes.ts'
 import { registerRolloutRoutes } from './rollout-routes.ts'
 import { installSecurityHeaders } from './security-headers.ts'
+import { registerSettingsRoutes } from './settings-routes.ts'
 import type { StatusView } from './status-page.ts'
 import { registerTokenRoutes } from './token-routes.ts'
 import { registerUiRoutes } from './ui-routes.ts'
@@ -55,6 +59,10 @@ export interface HttpDeps {
   upstream?: UpstreamApi
   /** Staged rollouts; absent in tests that do not need them. */
   rollouts?: RolloutService
+  /** The dashboard summary and compliance reports; absent in tests that do not need them. */
+  reports?: { dashboard: { get(): Promise<Dashboard> }; sources: DashboardSources }
+  /** Settings (upstream configuration at run time); absent in tests that do not need it. */
+  settings?: SettingsService
   /** Failed-login limits (tests shorten them); by `now`'s clock. */
   loginThrottle?: LoginThrottleOptions
   log: Logger
@@ -173,6 +181,8 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   registerUiRoutes(app)
   registerEventRoutes(app, { db: core.db }, { onRequest: viewer })
 
+  if (deps.reports) registerReportRoutes(app, { ...deps.reports, now: deps.now ?? Date.now }, viewer)
+  if (deps.settings) registerSettingsRoutes(app, deps.settings)
   if (deps.upstream) registerUpstreamRoutes(app, deps.upstream)
   registerAuditRoutes(app, { audit: core.audit })
   registerDeviceRoutes(app, { devices: core.devices, groups: core.groups })
