@@ -8,7 +8,13 @@ const NAV = [
   ['dashboard', 'Dashboard'],
   ['devices', 'Devices'],
   ['patches', 'Patches'],
+  ['policies', 'Policies'],
+  ['windows', 'Windows'],
   ['rollouts', 'Rollouts'],
+  ['swarm', 'Swarm'],
+  ['audit', 'Audit'],
+  ['reports', 'Reports'],
+  ['settings', 'Settings'],
 ] as const
 
 /** Header with the navigation and the account, then the page. */

@@ -4,11 +4,17 @@ import { session } from './api.ts'
 import { boot, bootError, phase } from './auth-flow.ts'
 import { ErrorBox, Loading } from './components.tsx'
 import { Layout } from './layout.tsx'
+import { AuditPage } from './pages/audit.tsx'
 import { LoginPage, SetupPage } from './pages/auth.tsx'
 import { DashboardPage } from './pages/dashboard.tsx'
 import { DeviceDetailPage, DevicesPage } from './pages/devices.tsx'
 import { PatchesPage } from './pages/patches.tsx'
+import { PoliciesPage } from './pages/policies.tsx'
+import { ReportsPage } from './pages/reports.tsx'
 import { RolloutDetailPage, RolloutsPage } from './pages/rollouts.tsx'
+import { SettingsPage } from './pages/settings.tsx'
+import { SwarmPage } from './pages/swarm.tsx'
+import { WindowsPage } from './pages/windows.tsx'
 import { route } from './router.ts'
 
 function Page() {
@@ -23,6 +29,18 @@ function Page() {
       return <PatchesPage />
     case 'rollouts':
       return arg ? <RolloutDetailPage id={arg} /> : <RolloutsPage />
+    case 'policies':
+      return <PoliciesPage />
+    case 'windows':
+      return <WindowsPage />
+    case 'swarm':
+      return <SwarmPage />
+    case 'audit':
+      return <AuditPage />
+    case 'reports':
+      return <ReportsPage />
+    case 'settings':
+      return <SettingsPage />
     default:
       return (
         <section>
