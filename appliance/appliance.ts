@@ -14,7 +14,7 @@ import type { DeviceRecord } from './devices.ts'
 import { createWebServers, urlFor, type WebServers } from './http/listeners.ts'
 import { createHttpServer } from './http/server.ts'
 import type { StatusView } from './http/status-page.ts'
-import { ensureWebCertificates, type WebCertificates } from './http/web-tls.ts'
+import { ensureWebCertificates, readWebCertificates, type WebCertificates } from './http/web-tls.ts'
 import { MemberList } from './members.ts'
 import { MetadataRefresher } from './metadata-refresh.ts'
 import { applianceUploadedFromSwarm, deliveredFromDevices } from './metrics/delivered.ts'
@@ -260,6 +260,14 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           metrics,
           rollouts,
           reports: { dashboard, sources: reportSources },
+          certificates: {
+            read: () => readWebCertificates(core.layout, clock.now()),
+            renew: async () => {
+              await ensureWebCertificates(core.layout, { now: clock.now(), siteName: config.siteName, renew: true })
+              return appliance.reloadWebCertificate()
+            },
+            urls: () => ({ httpsUrl: info?.httpsUrl ?? null, webUrls: info?.webUrls ?? [] }),
+          },
           settings: new SettingsService({
             dataDir: core.layout.root,
             upstream,

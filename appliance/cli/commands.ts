@@ -181,17 +181,27 @@ export function registerApplianceCommands(program: Command): void {
       try {
         const t = await client.createToken({ ttlHours: o.ttlHours, label: o.label })
         const s = await client.status()
-        if (o.json) return out(JSON.stringify({ ...t, rootFingerprint: s.rootFingerprint }))
-        out(t.token)
         // Agents on other machines use HTTPS (plain HTTP is loopback-only) and trust the web CA.
         const run = await readRunInfo(o.data)
+        const webCaFingerprint256 = run?.webCaFingerprint256 ?? null
+        if (o.json)
+          return out(
+            JSON.stringify({
+              ...t,
+              rootFingerprint: s.rootFingerprint,
+              webCaFingerprint256,
+              httpsUrl: run?.httpsUrl ?? null,
+              webUrls: run?.webUrls ?? [],
+            }),
+          )
+        out(t.token)
         const url = run?.webUrls?.[0] ?? run?.httpsUrl ?? s.httpUrl
         process.stderr.write(
           `single use, expires ${t.expiresAt}\nroot certificate SHA-256: ${s.rootFingerprint}\n` +
             (url.startsWith('https:')
               ? `trust the web CA first (${url}/ca.crt, SHA-256 ${run?.webCaFingerprint256 ?? 'see cert show'}): NODE_EXTRA_CA_CERTS=/path/to/ca.crt\n`
               : '') +
-            `enroll with: patchswarm agent enroll --appliance ${url} --token ${t.token} --root-fingerprint ${s.rootFingerprint} --data DIR\n`,
+            `enroll with: patchswarm agent enroll --appliance ${url} --token ${t.token} --root-fingerprint ${s.rootFingerprint}${url.startsWith('https:') && webCaFingerprint256 ? ` --web-ca-fingerprint ${webCaFingerprint256}` : ''} --data DIR\n`,
         )
       } finally {
         await client.close()

@@ -9,7 +9,7 @@ const ComplianceQuery = Type.Object(
     /** Only devices of this group. */
     group: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' })),
     /** Only devices that miss something. */
-    missing: Type.Optional(Type.Boolean()),
+    missing: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Boolean()])),
   },
   { additionalProperties: false },
 )
@@ -21,20 +21,29 @@ const ComplianceQuery = Type.Object(
  */
 export function registerReportRoutes(
   app: FastifyInstance,
-  deps: { dashboard: { get(): Promise<Dashboard> }; sources: DashboardSources; now: () => number },
+  deps: {
+    dashboard: { get(): Promise<Dashboard> }
+    sources: DashboardSources
+    now: () => number
+    /** The site's name, for the printed report's header. */
+    siteName?: () => string
+  },
   viewer: (request: FastifyRequest) => Promise<void>,
 ): void {
   app.get('/api/v1/dashboard', { onRequest: viewer }, () => deps.dashboard.get())
 
-  app.get<{ Querystring: { format?: 'json' | 'csv'; group?: string; missing?: boolean } }>(
+  app.get<{
+    Querystring: { format?: 'json' | 'csv'; group?: string; missing?: boolean | 'true' | 'false'; device?: string }
+  }>(
     '/api/v1/reports/compliance',
     { onRequest: viewer, schema: { querystring: ComplianceQuery } },
     async (request, reply) => {
-      const devices = await deps.sources.devices()
-      let rows = await complianceRows(deps.sources, devices)
-      const { group, missing, format } = request.query
+      const { group, missing, format, device } = request.query
+      const all = await deps.sources.devices()
+      let rows = await complianceRows(deps.sources, device === undefined ? all : all.filter((d) => d.peerId === device))
       if (group !== undefined) rows = rows.filter((r) => r.groups.includes(group))
-      if (missing) rows = rows.filter((r) => !r.compliant)
+      // A query string carries text: `missing=true` (types are never coerced).
+      if (missing === true || missing === 'true') rows = rows.filter((r) => !r.compliant)
       const patches = patchIndex(await deps.sources.patches())
       const generatedAt = new Date(deps.now()).toISOString()
       if (format === 'csv') {
@@ -46,6 +55,7 @@ export function registerReportRoutes(
       }
       return {
         generatedAt,
+        ...(deps.siteName ? { siteName: deps.siteName() } : {}),
         devices: rows.length,
         compliant: rows.filter((r) => r.compliant).length,
         rows: rows.map((r) => ({

@@ -5,6 +5,7 @@ import { Type } from '@sinclair/typebox'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { isPswError } from '../../shared/errors.ts'
+import { fingerprint256 } from '../../shared/pki/web-cert.ts'
 import { LoginThrottle, type LoginThrottleOptions } from '../auth/login-throttle.ts'
 import { actorOf, installPrincipal, requireRole } from '../auth/principal.ts'
 import type { ApplianceCore } from '../core.ts'
@@ -16,6 +17,7 @@ import type { RolloutService } from '../rollout/rollout-service.ts'
 import type { SettingsService } from '../settings/settings-service.ts'
 import { registerAuditRoutes } from './audit-routes.ts'
 import { registerAuthRoutes } from './auth-routes.ts'
+import { type CertificatesApi, registerCertificateRoutes } from './certificate-routes.ts'
 import { registerDeviceRoutes } from './device-routes.ts'
 import { installErrorHandler } from './error-handler.ts'
 import { registerEventRoutes } from './events.ts'
@@ -30,6 +32,7 @@ import { registerTokenRoutes } from './token-routes.ts'
 import { registerUiRoutes } from './ui-routes.ts'
 import { registerUpstreamRoutes, type UpstreamApi } from './upstream-routes.ts'
 import { registerUserRoutes } from './user-routes.ts'
+import { registerWindowRoutes } from './window-routes.ts'
 
 export const APP_VERSION = '0.1.0'
 
@@ -63,6 +66,8 @@ export interface HttpDeps {
   reports?: { dashboard: { get(): Promise<Dashboard> }; sources: DashboardSources }
   /** Settings (upstream configuration at run time); absent in tests that do not need it. */
   settings?: SettingsService
+  /** The web certificates (Settings page) and HTTPS URLs; absent in tests that do not need them. */
+  certificates?: CertificatesApi
   /** Failed-login limits (tests shorten them); by `now`'s clock. */
   loginThrottle?: LoginThrottleOptions
   log: Logger
@@ -181,12 +186,19 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   registerUiRoutes(app)
   registerEventRoutes(app, { db: core.db }, { onRequest: viewer })
 
-  if (deps.reports) registerReportRoutes(app, { ...deps.reports, now: deps.now ?? Date.now }, viewer)
+  if (deps.reports)
+    registerReportRoutes(
+      app,
+      { ...deps.reports, now: deps.now ?? Date.now, siteName: () => core.config.siteName },
+      viewer,
+    )
   if (deps.settings) registerSettingsRoutes(app, deps.settings)
+  if (deps.certificates) registerCertificateRoutes(app, { certificates: deps.certificates, audit: core.audit })
   if (deps.upstream) registerUpstreamRoutes(app, deps.upstream)
   registerAuditRoutes(app, { audit: core.audit })
   registerDeviceRoutes(app, { devices: core.devices, groups: core.groups })
   if (deps.rollouts) registerRolloutRoutes(app, deps.rollouts)
+  registerWindowRoutes(app, { now: deps.now ?? Date.now })
   registerPolicyRoutes(app, {
     catalog: core.catalog,
     approvals: core.approvals,
@@ -223,7 +235,16 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
       after: { expiresAt: token.expiresAt, label: body.label },
       requestId: request.id,
     })
-    return token
+    // What `patchswarm agent enroll` needs besides the token: the root and web CA to pin, the URL(s).
+    const caPem = deps.webCaPem?.() ?? null
+    const urls = deps.certificates?.urls() ?? { httpsUrl: null, webUrls: [] }
+    return {
+      ...token,
+      rootFingerprint: core.identity.rootFingerprint,
+      webCaFingerprint256: caPem === null ? null : fingerprint256(caPem),
+      httpsUrl: urls.httpsUrl,
+      webUrls: urls.webUrls,
+    }
   })
 
   app.post('/api/v1/admin/assign', { schema: { body: AssignBodySchema }, onRequest: operator }, async (request) => {

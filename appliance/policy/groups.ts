@@ -10,7 +10,11 @@ import { StateError, ValidationError } from '../../shared/errors.ts'
 import { MAX_SPREAD_SECONDS } from '../../shared/metadata/assignment-schema.ts'
 import { PeerIdString } from '../../shared/metadata/common-schema.ts'
 import { compileChecker } from '../../shared/metadata/schema-check.ts'
-import { MAX_WINDOWS_PER_GROUP, MaintenanceWindowSchema } from '../../shared/policy/window-schema.ts'
+import {
+  MAX_WINDOWS_PER_GROUP,
+  MaintenanceWindowSchema,
+  parseMaintenanceWindow,
+} from '../../shared/policy/window-schema.ts'
 import { Mutex } from '../../shared/store/mutex.ts'
 import type { StateDb } from '../../shared/store/state-db.ts'
 import { DEFAULT_TIER, type DeviceTier, TagSchema, TierSchema } from '../devices.ts'
@@ -190,6 +194,19 @@ function normalizeMatch(match: GroupMatch): GroupMatch {
 const checkCreate = compileChecker(GroupCreateSchema)
 const checkUpdate = compileChecker(GroupUpdateSchema)
 
+/** What the schema cannot say of windows (a known zone, an RRULE or cron that parses); ids unique. */
+function checkWindows(windows: GroupUpdate['windows']): void {
+  const ids = new Set<string>()
+  for (const w of windows ?? []) {
+    parseMaintenanceWindow(w, `window ${w.id}`)
+    if (ids.has(w.id))
+      throw new ValidationError('PSW_ERR_INVALID_ARGUMENT', `two windows have the id ${w.id}`, {
+        details: { field: 'id' },
+      })
+    ids.add(w.id)
+  }
+}
+
 /** Group definitions in the appliance's state database. Writes are serialised. */
 export class GroupStore {
   readonly #db: StateDb
@@ -214,6 +231,7 @@ export class GroupStore {
   /** PSW_ERR_CONFLICT if the id is taken, PSW_ERR_TOO_LARGE beyond MAX_GROUPS. */
   async create(input: GroupCreate): Promise<Group> {
     const valid = checkCreate.check(input, 'group')
+    checkWindows(valid.windows)
     return this.#lock.runExclusive(async () => {
       if (await this.get(valid.id)) throw new StateError('PSW_ERR_CONFLICT', `group ${valid.id} exists`)
       let count = 0
@@ -226,9 +244,10 @@ export class GroupStore {
     })
   }
 
-  /** Replaces name, description and match; PSW_ERR_NOT_FOUND for an unknown id. */
+  /** Replaces name, description, match, windows and spread; PSW_ERR_NOT_FOUND for an unknown id. */
   async update(id: string, input: GroupUpdate): Promise<Group> {
     const valid = checkUpdate.check(input, 'group')
+    checkWindows(valid.windows)
     return this.#lock.runExclusive(async () => {
       const old = await this.get(id)
       if (!old) throw new StateError('PSW_ERR_NOT_FOUND', `no group ${id}`)
@@ -237,6 +256,9 @@ export class GroupStore {
         name: valid.name,
         ...(valid.description === undefined ? {} : { description: valid.description }),
         match: normalizeMatch(valid.match),
+        // PUT replaces the definition: windows and spread as given (absent: none).
+        ...(valid.windows === undefined ? {} : { windows: valid.windows }),
+        ...(valid.spreadSeconds === undefined ? {} : { spreadSeconds: valid.spreadSeconds }),
         createdAt: old.createdAt,
         updatedAt: new Date(this.#clock.now()).toISOString(),
       }

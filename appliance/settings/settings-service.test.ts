@@ -62,6 +62,20 @@ describe('settings: upstream configuration changed at run time (real core and up
     expect(await rejectionCode(settings.setUpstream({ ...defaultUpstreamConfig(), wan: {} }, op))).toBe(
       'PSW_ERR_SCHEMA',
     )
+    // Past the schema: an unknown time zone, a rule that starts where it ends (400s, not 500s).
+    const schedule = (timeZone: string, rules: unknown[] = []) => ({
+      ...defaultUpstreamConfig(),
+      wan: { schedule: { timeZone, defaultBytesPerSecond: 0, rules } },
+    })
+    expect(await rejectionCode(settings.setUpstream(schedule('Mars/Olympus_Mons'), op))).toBe(
+      'PSW_ERR_INVALID_ARGUMENT',
+    )
+    expect(
+      await rejectionCode(
+        settings.setUpstream(schedule('UTC', [{ days: ['mon'], start: '08:00', end: '08:00', bytesPerSecond: 1 }]), op),
+      ),
+    ).toBe('PSW_ERR_INVALID_ARGUMENT')
+    expect(upstream.config).not.toMatchObject({ wan: { schedule: { timeZone: 'Mars/Olympus_Mons' } } })
     expect(await readApplianceConfig(t.dataDir)).toEqual(before)
     expect((await t.core.audit.query({ limit: 10 })).records.some((r) => r.action === 'settings.upstream')).toBe(false)
   })

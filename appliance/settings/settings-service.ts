@@ -6,6 +6,7 @@ import type { AuditEntry } from '../audit/audit-record.ts'
 import { readApplianceConfig, writeApplianceConfig } from '../config.ts'
 import { defaultUpstreamConfig, type UpstreamConfig, UpstreamConfigSchema } from '../upstream/upstream-config.ts'
 import type { Upstream } from '../upstream/upstream-factory.ts'
+import { parseWanSchedule } from '../upstream/wan-schedule.ts'
 
 const upstreamChecker = compileChecker(UpstreamConfigSchema)
 
@@ -35,6 +36,9 @@ export class SettingsService {
 
   async setUpstream(input: unknown, actor: AuditEntry['actor']): Promise<UpstreamConfig> {
     const next = upstreamChecker.check(input, 'upstream settings')
+    // What the schema cannot say (a time zone the runtime knows, rules that start and end apart):
+    // a 400 naming the field, never an error from deep inside the limiter.
+    parseWanSchedule(next.wan.schedule, 'WAN schedule')
     const ids = next.feeds.map((f) => f.id)
     const twice = ids.find((id, i) => ids.indexOf(id) !== i)
     if (twice !== undefined)

@@ -25,6 +25,8 @@ export const session = signal<Session | null>(null)
 export class ApiError extends Error {
   readonly status: number
   readonly code: string
+  /** The body's `details` when it has them (e.g. `{ field }` naming the invalid part). */
+  details?: Record<string, unknown>
   constructor(status: number, code: string, message: string) {
     super(message)
     this.status = status
@@ -40,9 +42,12 @@ export function setUnauthorizedHandler(fn: () => void): void {
 
 async function errorOf(res: Response): Promise<ApiError> {
   try {
-    const body = (await res.json()) as { code?: unknown; message?: unknown }
-    if (typeof body.code === 'string' && typeof body.message === 'string')
-      return new ApiError(res.status, body.code, body.message)
+    const body = (await res.json()) as { code?: unknown; message?: unknown; details?: unknown }
+    if (typeof body.code === 'string' && typeof body.message === 'string') {
+      const err = new ApiError(res.status, body.code, body.message)
+      if (body.details && typeof body.details === 'object') err.details = body.details as Record<string, unknown>
+      return err
+    }
   } catch {
     // not JSON
   }

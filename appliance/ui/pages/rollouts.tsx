@@ -116,7 +116,7 @@ export function RolloutsPage() {
   )
 }
 
-interface RingDraft {
+export interface RingDraft {
   name: string
   kind: 'percent' | 'count' | 'groups' | 'rest'
   value: string
@@ -126,13 +126,13 @@ interface RingDraft {
   gate: boolean
 }
 
-const DEFAULT_RINGS: RingDraft[] = [
+export const DEFAULT_RINGS: RingDraft[] = [
   { name: 'canary', kind: 'count', value: '1', success: '100', error: '1', soak: '30', gate: true },
   { name: 'pilot', kind: 'percent', value: '20', success: '90', error: '10', soak: '60', gate: false },
   { name: 'broad', kind: 'rest', value: '', success: '95', error: '5', soak: '0', gate: false },
 ]
 
-function ringSpec(r: RingDraft) {
+export function ringSpec(r: RingDraft) {
   const selector =
     r.kind === 'rest'
       ? { rest: true as const }
