@@ -101,6 +101,8 @@ const PATCHES: SamplePatch[] = [
 async function writeSampleTar(path: string, p: SamplePatch): Promise<void> {
   const pack = tar.pack()
   const done = pipeline(pack, createWriteStream(path))
+  // Directories before their files: the files installer refuses a tar that does otherwise.
+  pack.entry({ name: `${p.name}/`, type: 'directory', mode: 0o755 })
   pack.entry({ name: `${p.name}/README.txt` }, `${p.product} ${p.version}\n${p.description}\n`)
   pack.entry({ name: `${p.name}/VERSION` }, `${p.version}\n`)
   pack.entry({ name: `${p.name}/payload.bin` }, randomBytes(p.sizeMiB << 20))
@@ -255,15 +257,48 @@ async function main(): Promise<void> {
   await api(app, token, 'POST', '/api/v1/upstream/sync', {})
   say(`[${elapsed()}] demo feed synced: the emergency patch downloads at once, the others wait for approval`)
 
+  // Something to watch at once: the emergency patch, approved for every group and rolled out
+  // pilot first, then the rest. The other patches wait for the newcomer to approve them.
+  const deadline = Date.now() + 60_000
+  let bundleId: string | undefined
+  while (bundleId === undefined && Date.now() < deadline) {
+    const list = (await api(app, token, 'GET', '/api/v1/upstream/artifacts?state=ready')) as {
+      artifacts: Array<{ ref: string; bundleId?: string }>
+    }
+    bundleId = list.artifacts.find((a) => a.ref === 'demo/openssl-3.0.15')?.bundleId
+    if (bundleId === undefined) await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  if (bundleId !== undefined) {
+    for (const group of ['pilot', 'desktops', 'servers'])
+      await api(app, token, 'POST', `/api/v1/patches/${bundleId}/approve`, { group })
+    await api(app, token, 'POST', '/api/v1/rollouts', {
+      id: 'openssl-emergency',
+      name: 'OpenSSL 3.0.15 (emergency)',
+      bundleId,
+      target: ['pilot', 'desktops', 'servers'],
+      retries: 1,
+      rings: [
+        { name: 'pilot', selector: { groups: ['pilot'] }, successThreshold: 1, errorThreshold: 0.5 },
+        { name: 'broad', selector: { rest: true }, successThreshold: 0.9, errorThreshold: 0.2 },
+      ],
+    })
+    say(`[${elapsed()}] rollout openssl-emergency started: pilot ring first, then the rest`)
+  } else say('the emergency patch was not ready within a minute; no rollout started')
+
   // The one-time setup link the appliance prints while no account exists.
   const setup = app.proc.lines.map((l) => /^setup: (\S+)/.exec(l)?.[1]).find((x) => x !== undefined)
   const url = (app.info as { httpsUrl?: string }).httpsUrl ?? app.info.httpUrl
   process.stdout.write(`\npatchswarm demo is running (${elapsed()}):\n\n  open ${setup ?? url}\n\n`)
-  if (setup) process.stdout.write('  That one-time link creates the first admin account.\n')
+  const fp = (app.info as { webCaFingerprint256?: string | null }).webCaFingerprint256
   process.stdout.write(
     [
-      '  Then: approve a patch for "pilot", create a rollout with a pilot and a broad ring,',
-      '  and watch the 10 agents fetch it from each other. Ctrl-C stops everything.',
+      ...(setup ? ['  That one-time link creates the first admin account.'] : []),
+      "  The browser will warn about the certificate: it comes from the appliance's own CA",
+      ...(fp ? [`  (SHA-256 ${fp}); accept it for the demo, or import ${url.replace(/\/$/, '')}/ca.crt.`] : []),
+      '',
+      `  Then watch ${agents.length} agents: the emergency OpenSSL rollout goes pilot ring first, the`,
+      '  agents fetch it from each other (Swarm page); approve another patch and roll it out, roll',
+      '  one back, read the Audit page. Ctrl-C stops everything.',
       '',
     ].join('\n'),
   )
