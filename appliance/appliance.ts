@@ -313,7 +313,15 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
         )
         // No account yet: a fresh one-time setup link at every start until the first admin exists.
         const setupToken = await core.auth.setup.setupToken()
-        if (setupToken) setupBanner(info.httpsUrl, setupToken, log)
+        if (setupToken) {
+          setupBanner(info.httpsUrl, setupToken, log)
+          // From another machine: the same token on one of the LAN addresses.
+          const lan = info.webUrls.find((u) => !/\/\/(127\.|\[::1\]|localhost)/.test(u))
+          if (lan)
+            process.stdout.write(
+              `       (from another machine: ${lan.replace(/\/+$/, '')}/#/setup?token=${setupToken})\n`,
+            )
+        }
         return info
       } catch (err) {
         await appliance.stop()
