@@ -121,6 +121,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
   })
   const dashboard = createDashboard(reportSources)
   let windowTimer: NodeJS.Timeout | undefined
+  let policyChanged = () => {}
   const rollouts = new RolloutService({
     db: core.db,
     catalog: core.catalog,
@@ -185,8 +186,8 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
         await upstream.start()
         rollouts.start()
         core.auth.sessions.start()
-        // Group windows into devices' signed assignments: now, and every 30 s (group, tag and
-        // enrollment changes are picked up on the next pass).
+        // Group windows into devices' signed assignments: now, every 30 s (enrollments are
+        // picked up on the next pass), and at once after a group, tag or tier change.
         const windowSync = () =>
           syncDeviceWindows({
             groups: () => core.groups.list(),
@@ -197,6 +198,14 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
         await windowSync()
         windowTimer = setInterval(() => void windowSync(), 30_000)
         windowTimer.unref()
+        // A group, tag or tier change re-signs the affected devices' windows at once (one pass
+        // for a burst of changes), rather than at the next 30 s pass.
+        let windowSoon: Promise<unknown> | undefined
+        policyChanged = () => {
+          windowSoon ??= new Promise((resolve) => setTimeout(resolve, 200).unref()).then(windowSync).finally(() => {
+            windowSoon = undefined
+          })
+        }
         network = await startApplianceNetwork({
           privateKey: core.identity.libp2pKey,
           listen: options.overrides?.p2pListen ?? config.p2p.listen,
@@ -260,6 +269,7 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
           metrics,
           rollouts,
           reports: { dashboard, sources: reportSources },
+          onPolicyChange: () => policyChanged(),
           certificates: {
             read: () => readWebCertificates(core.layout, clock.now()),
             renew: async () => {

@@ -1,8 +1,10 @@
 import { Type } from '@sinclair/typebox'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { StateError } from '../../shared/errors.ts'
 import { PeerIdString } from '../../shared/metadata/common-schema.ts'
-import { requireRole } from '../auth/principal.ts'
+import type { AuditLog } from '../audit/audit-log.ts'
+import type { AuditEntry } from '../audit/audit-record.ts'
+import { actorOf, requireRole } from '../auth/principal.ts'
 import {
   DEFAULT_TIER,
   type DeviceRecord,
@@ -25,6 +27,10 @@ import {
 export interface DeviceRoutesDeps {
   devices: DeviceRegistry
   groups: GroupStore
+  /** Tag, tier and group changes are audited (before/after) when given. */
+  audit?: AuditLog
+  /** A tag, tier or group changed: policy that depends on membership looks again (windows). */
+  onChange?: () => void
 }
 
 const Limit = Type.String({ pattern: '^[0-9]{1,5}$' })
@@ -78,6 +84,11 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
   const { devices, groups } = deps
   const viewer = requireRole('viewer')
   const operator = requireRole('operator')
+  /** After a change is durable: its audit record, then the membership-dependent policy. */
+  const changed = async (request: FastifyRequest, entry: Omit<AuditEntry, 'actor'>) => {
+    await deps.audit?.append({ actor: actorOf(request), ...entry })
+    deps.onChange?.()
+  }
 
   const groupOr404 = async (id: string) => {
     const g = await groups.get(id)
@@ -118,13 +129,33 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
   app.put<{ Params: { peerId: string }; Body: { tags: string[] } }>(
     '/api/v1/devices/:peerId/tags',
     { onRequest: operator, schema: { params: PeerParamsSchema, body: TagsBodySchema } },
-    async (request) => deviceView(await devices.setTags(request.params.peerId, request.body.tags)),
+    async (request) => {
+      const before = (await devices.get(request.params.peerId))?.tags ?? []
+      const d = await devices.setTags(request.params.peerId, request.body.tags)
+      await changed(request, {
+        action: 'device.tags',
+        target: { type: 'device', id: d.peerId },
+        before: { tags: before },
+        after: { tags: d.tags ?? [] },
+      })
+      return deviceView(d)
+    },
   )
 
   app.put<{ Params: { peerId: string }; Body: { tier: DeviceTier } }>(
     '/api/v1/devices/:peerId/tier',
     { onRequest: operator, schema: { params: PeerParamsSchema, body: TierBodySchema } },
-    async (request) => deviceView(await devices.setTier(request.params.peerId, request.body.tier)),
+    async (request) => {
+      const before = (await devices.get(request.params.peerId))?.tier
+      const d = await devices.setTier(request.params.peerId, request.body.tier)
+      await changed(request, {
+        action: 'device.tier',
+        target: { type: 'device', id: d.peerId },
+        ...(before === undefined ? {} : { before: { tier: before } }),
+        after: { tier: d.tier },
+      })
+      return deviceView(d)
+    },
   )
 
   app.get('/api/v1/groups', { onRequest: viewer, schema: { querystring: NoQuerySchema } }, async () => {
@@ -137,8 +168,10 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
     '/api/v1/groups',
     { onRequest: operator, schema: { body: GroupCreateSchema } },
     async (request, reply) => {
+      const group = await groups.create(request.body)
+      await changed(request, { action: 'group.create', target: { type: 'group', id: group.id }, after: group })
       reply.code(201)
-      return groups.create(request.body)
+      return group
     },
   )
 
@@ -151,14 +184,30 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: DeviceRoutesDep
   app.put<{ Params: { id: string }; Body: GroupUpdate }>(
     '/api/v1/groups/:id',
     { onRequest: operator, schema: { params: GroupParamsSchema, body: GroupUpdateSchema } },
-    async (request) => groups.update(request.params.id, request.body),
+    async (request) => {
+      const before = await groups.get(request.params.id)
+      const group = await groups.update(request.params.id, request.body)
+      await changed(request, {
+        action: 'group.update',
+        target: { type: 'group', id: group.id },
+        ...(before ? { before } : {}),
+        after: group,
+      })
+      return group
+    },
   )
 
   app.delete<{ Params: { id: string } }>(
     '/api/v1/groups/:id',
     { onRequest: operator, schema: { params: GroupParamsSchema } },
     async (request, reply) => {
+      const before = await groups.get(request.params.id)
       await groups.delete(request.params.id)
+      await changed(request, {
+        action: 'group.delete',
+        target: { type: 'group', id: request.params.id },
+        ...(before ? { before } : {}),
+      })
       return reply.code(204).send()
     },
   )

@@ -68,6 +68,8 @@ export interface HttpDeps {
   settings?: SettingsService
   /** The web certificates (Settings page) and HTTPS URLs; absent in tests that do not need them. */
   certificates?: CertificatesApi
+  /** A tag, tier or group changed (the appliance re-signs devices' windows at once). */
+  onPolicyChange?: () => void
   /** Failed-login limits (tests shorten them); by `now`'s clock. */
   loginThrottle?: LoginThrottleOptions
   log: Logger
@@ -196,7 +198,12 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   if (deps.certificates) registerCertificateRoutes(app, { certificates: deps.certificates, audit: core.audit })
   if (deps.upstream) registerUpstreamRoutes(app, deps.upstream)
   registerAuditRoutes(app, { audit: core.audit })
-  registerDeviceRoutes(app, { devices: core.devices, groups: core.groups })
+  registerDeviceRoutes(app, {
+    devices: core.devices,
+    groups: core.groups,
+    audit: core.audit,
+    ...(deps.onPolicyChange ? { onChange: deps.onPolicyChange } : {}),
+  })
   if (deps.rollouts) registerRolloutRoutes(app, deps.rollouts)
   registerWindowRoutes(app, { now: deps.now ?? Date.now })
   registerPolicyRoutes(app, {

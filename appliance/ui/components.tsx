@@ -113,6 +113,8 @@ export function ConfirmButton({
   onConfirm: (form: FormData) => Promise<unknown>
 }) {
   const dialog = useRef<HTMLDialogElement>(null)
+  // One IDREF: an id with spaces would be read as several (and name nothing).
+  const dialogId = `dlg-${label.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState<unknown>(undefined)
   const open = () => {
@@ -136,9 +138,9 @@ export function ConfirmButton({
       <button type="button" class={danger ? 'danger' : ''} disabled={disabled} onClick={open}>
         {label}
       </button>
-      <dialog ref={dialog} aria-labelledby={`dlg-${label}`}>
+      <dialog ref={dialog} aria-labelledby={dialogId}>
         <form onSubmit={submit}>
-          <h2 id={`dlg-${label}`}>{title}</h2>
+          <h2 id={dialogId}>{title}</h2>
           <div>{message}</div>
           {extra}
           <ErrorBox error={error} title="Not done" />
