@@ -10,6 +10,8 @@ const ComplianceQuery = Type.Object(
     group: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' })),
     /** Only devices that miss something. */
     missing: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Boolean()])),
+    /** Only this device (PeerId): the device page's "patches required by policy". */
+    device: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
   },
   { additionalProperties: false },
 )

@@ -96,6 +96,12 @@ export function DeviceDetailPage({ peerId }: { peerId: string }) {
     `/api/v1/audit${query({ targetId: peerId, order: 'desc', limit: 50 })}`,
     is('audit'),
   )
+  // What the approval plan requires of this device and it does not have (the compliance report).
+  const compliance = useApi<{ rows: ComplianceRow[] }>(
+    `/api/v1/reports/compliance${query({ device: peerId })}`,
+    is('device', 'approval', 'patch', 'group'),
+  )
+  const row = compliance.data?.rows[0]
   const names = new Map((patches.data?.patches ?? []).map((p) => [p.bundleId, `${p.name} ${p.version}`]))
   const d = res.data?.device
   const inv = res.data?.inventory?.inventory
@@ -172,6 +178,32 @@ export function DeviceDetailPage({ peerId }: { peerId: string }) {
               )}
             </article>
           </div>
+          <h2>Patches required by policy</h2>
+          <ErrorBox error={compliance.error} title="Could not load compliance" />
+          {row ? (
+            row.required.length === 0 ? (
+              <p class="muted">No approved patch applies to this device's groups.</p>
+            ) : row.missing.length === 0 ? (
+              <p data-testid="device-compliant">
+                Compliant: all {row.required.length} approved patch{row.required.length === 1 ? ' is' : 'es are'}{' '}
+                installed.
+              </p>
+            ) : (
+              <>
+                <p data-testid="device-missing">
+                  {row.missing.length} of {row.required.length} approved patch{row.required.length === 1 ? '' : 'es'}{' '}
+                  missing:
+                </p>
+                <ul>
+                  {row.missing.map((m) => (
+                    <li key={m.bundleId}>
+                      <span class={`badge badge-${m.severity}`}>{m.severity}</span> {m.name} {m.version}
+                    </li>
+                  ))}
+                </ul>
+              </>
+            )
+          ) : null}
           <h2>Bundles</h2>
           {bundles.length === 0 ? <p class="muted">The device reported no bundles.</p> : null}
           {bundles.length > 0 ? (
@@ -248,4 +280,12 @@ export function AuditList({ records }: { records: AuditRecord[] | undefined }) {
       ))}
     </ol>
   )
+}
+
+/** One device's row of GET /api/v1/reports/compliance. */
+interface ComplianceRow {
+  peerId: string
+  required: string[]
+  missing: Array<{ bundleId: string; name: string; version: string; severity: string }>
+  compliant: boolean
 }
