@@ -50,24 +50,34 @@ export interface ComplianceSummary {
 
 const pct = (part: number, whole: number) => (whole === 0 ? 100 : Math.round((1000 * part) / whole) / 10)
 
+/** Group → the bundle ids its plan deploys (for {@link complianceOf}). */
+export type DeployIndex = ReadonlyMap<string, readonly string[]>
+
+export function deployIndex(plan: ReadonlyMap<string, GroupPlan>): DeployIndex {
+  return new Map([...plan].map(([g, p]) => [g, p.deploy.map((d) => d.bundleId)]))
+}
+
+/** One device's row: what the plan requires of it and what of it is missing. */
+export function complianceOf(d: ComplianceDevice, deployOf: DeployIndex): DeviceCompliance {
+  const required = [...new Set(d.groups.flatMap((g) => deployOf.get(g) ?? []))].sort()
+  const missing = required.filter((b) => !d.installed.has(b))
+  return {
+    peerId: d.peerId,
+    hostname: d.hostname,
+    groups: [...d.groups].sort(),
+    required,
+    missing,
+    compliant: missing.length === 0,
+  }
+}
+
 /** Per-device rows: what the plan requires of each device and what of it is missing. */
 export function deviceCompliance(
   devices: readonly ComplianceDevice[],
   plan: ReadonlyMap<string, GroupPlan>,
 ): DeviceCompliance[] {
-  const deployOf = new Map([...plan].map(([g, p]) => [g, p.deploy.map((d) => d.bundleId)]))
-  return devices.map((d) => {
-    const required = [...new Set(d.groups.flatMap((g) => deployOf.get(g) ?? []))].sort()
-    const missing = required.filter((b) => !d.installed.has(b))
-    return {
-      peerId: d.peerId,
-      hostname: d.hostname,
-      groups: [...d.groups].sort(),
-      required,
-      missing,
-      compliant: missing.length === 0,
-    }
-  })
+  const deployOf = deployIndex(plan)
+  return devices.map((d) => complianceOf(d, deployOf))
 }
 
 export function complianceSummary(

@@ -60,6 +60,36 @@ describe('dashboard (real core)', () => {
     })
   })
 
+  it('reuses what it derived from unchanged devices, and follows reports, approvals, groups and time', async () => {
+    const tool = await ingestSmallBundle(t, 'tool', '1')
+    const lab = await ingestSmallBundle(t, 'lab-tool', '1')
+    const peers: string[] = []
+    for (let i = 0; i < 3; i++) peers.push((await enrollNewAgent(t.core, `pc-${i}`)).peerId)
+    for (const p of peers) await t.core.devices.setTags(p, ['servers'])
+    const dashboard = createDashboard(sources, { maxAgeMs: 0 })
+    expect((await dashboard.get()).compliance).toMatchObject({ devices: 3, compliant: 3, unmanaged: 3 })
+
+    await t.core.approvals.decide({ bundleId: tool.bundleId, group: 'servers', decision: 'approve' }, op)
+    expect((await dashboard.get()).compliance).toMatchObject({ compliant: 0, unmanaged: 0 })
+
+    await t.core.devices.recordReport(peers[1]!, report(tool.bundleId, 'installed', 10), t.clock.now())
+    let d = await dashboard.get()
+    expect(d.compliance).toMatchObject({ compliant: 1, percent: 33.3 })
+    expect(d.devices.online).toBe(1)
+
+    // An approval for a group nobody is in yet, then the group: pc-1 now misses lab-tool.
+    await t.core.approvals.decide({ bundleId: lab.bundleId, group: 'lab', decision: 'approve' }, op)
+    expect((await dashboard.get()).compliance.compliant).toBe(1)
+    await t.core.groups.create({ id: 'lab', name: 'Lab', match: { hostnamePattern: 'pc-1' } })
+    d = await dashboard.get()
+    expect(d.compliance.compliant).toBe(0)
+    expect(d.compliance.byGroup.find((g) => g.group === 'lab')).toMatchObject({ devices: 1, compliant: 0 })
+
+    t.clock.advance(10 * 60_000)
+    await t.core.devices.setTags(peers[0]!, ['servers', 'x'])
+    expect((await dashboard.get()).devices.online).toBe(0)
+  })
+
   it('answers from its cache while nothing was written, and rebuilds after a write', async () => {
     const dashboard = createDashboard(sources, { maxAgeMs: 0 })
     const first = await dashboard.get()
