@@ -106,7 +106,7 @@ function Decisions({ approvals }: { approvals: Approval[] }) {
           <Badge kind={a.decision}>{a.decision}</Badge> {a.group === '*' ? 'all groups' : a.group}
           <span class="muted">
             {' '}
-            by {a.rule ? `rule ${a.rule}` : a.by}
+            by {a.rule ? `rule ${a.rule}` : a.by.replace(/^(operator|api-token):/, '')}
             {a.deadline ? `, deadline ${dateTime(a.deadline)}` : ''}
           </span>
         </li>

@@ -503,7 +503,11 @@ export function RolloutDetailPage({ id }: { id: string }) {
                       </th>
                       <td>{r.rings[d.ring]?.name ?? d.ring}</td>
                       <td>
-                        <span class={`status status-${d.state}`}>{d.state}</span>
+                        {d.state === 'assigned' && d.attempts === 0 ? (
+                          <span class="status status-pending">waiting for its ring</span>
+                        ) : (
+                          <span class={`status status-${d.state}`}>{d.state}</span>
+                        )}
                         {d.lastError ? (
                           <div class="error-inline">
                             {d.lastError.message} <code>{d.lastError.code}</code>
