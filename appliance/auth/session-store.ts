@@ -3,7 +3,9 @@
  * a random 32-byte id, the database only its hash (a copy of the database logs nobody in).
  * A session ends after `idleMs` without a request or `absoluteMs` after login, whichever is
  * first; `lastSeen` is written at most once per `touchMs`. Expired sessions are refused at
- * once and deleted lazily and by a periodic purge.
+ * once and deleted lazily and by a periodic purge. This store is the only writer of
+ * `session:` keys, so it answers lookups from a bounded in-memory copy (written only after
+ * the database write is durable): a request's session check does no disk read.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import type { Clock } from '../../shared/clock.ts'
@@ -40,6 +42,9 @@ export interface SessionStoreOptions {
   purgeMs?: number
 }
 
+/** Sessions kept in memory (a few hundred bytes each); older ones are read from the database. */
+const MAX_CACHED_SESSIONS = 10_000
+
 const hashId = (id: string) => createHash('sha256').update(id).digest('hex')
 const ID_RE = /^[A-Za-z0-9_-]{43}$/
 
@@ -52,6 +57,8 @@ export class SessionStore {
   readonly #touchMs: number
   readonly #purgeMs: number
   #timer: NodeJS.Timeout | undefined
+  /** key → record, for the most recently used sessions (insertion order = least recent first). */
+  readonly #cache = new Map<string, SessionRecord>()
   readonly #listeners = new Set<(ended: { key: string; user: string }) => void>()
 
   constructor(components: { db: StateDb; clock: Clock; log: Logger }, options: SessionStoreOptions = {}) {
@@ -100,6 +107,7 @@ export class SessionStore {
     }
     const key = hashId(id)
     await this.#db.put(SESSION_PREFIX + key, record)
+    this.#remember(key, record)
     return { id, session: this.#session(key, record) }
   }
 
@@ -107,17 +115,22 @@ export class SessionStore {
   async resolve(id: string): Promise<Session | undefined> {
     if (!ID_RE.test(id)) return undefined
     const key = hashId(id)
-    const record = await this.#db.get<SessionRecord>(SESSION_PREFIX + key)
+    const cached = this.#cache.get(key)
+    const record = cached ?? (await this.#db.get<SessionRecord>(SESSION_PREFIX + key))
     if (!record) return undefined
     const now = this.#clock.now()
     if (this.#expired(record, now)) {
+      this.#cache.delete(key)
       await this.#db.del(SESSION_PREFIX + key).catch(() => {})
       return undefined
     }
     if (now - record.lastSeen >= this.#touchMs) {
-      record.lastSeen = now
-      await this.#db.put(SESSION_PREFIX + key, record)
+      const touched = { ...record, lastSeen: now }
+      await this.#db.put(SESSION_PREFIX + key, touched)
+      this.#remember(key, touched)
+      return this.#session(key, touched)
     }
+    this.#remember(key, record)
     return this.#session(key, record)
   }
 
@@ -132,6 +145,7 @@ export class SessionStore {
     const record = await this.#db.get<SessionRecord>(SESSION_PREFIX + key)
     if (!record) return
     await this.#db.del(SESSION_PREFIX + key)
+    this.#cache.delete(key)
     this.#ended(key, record.user)
   }
 
@@ -144,7 +158,10 @@ export class SessionStore {
     }
     if (ended.length === 0) return 0
     await this.#db.batch(ended.map((key) => ({ type: 'del' as const, key: SESSION_PREFIX + key })))
-    for (const key of ended) this.#ended(key, user)
+    for (const key of ended) {
+      this.#cache.delete(key)
+      this.#ended(key, user)
+    }
     return ended.length
   }
 
@@ -156,7 +173,15 @@ export class SessionStore {
       if (this.#expired(record, now)) expired.push(k)
     }
     if (expired.length > 0) await this.#db.batch(expired.map((key) => ({ type: 'del' as const, key })))
+    for (const k of expired) this.#cache.delete(k.slice(SESSION_PREFIX.length))
     return expired.length
+  }
+
+  /** Keeps the record as the most recently used; the least recently used beyond the bound go. */
+  #remember(key: string, record: SessionRecord): void {
+    this.#cache.delete(key)
+    this.#cache.set(key, record)
+    while (this.#cache.size > MAX_CACHED_SESSIONS) this.#cache.delete(this.#cache.keys().next().value!)
   }
 
   #expired(record: SessionRecord, now: number): boolean {
