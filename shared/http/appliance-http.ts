@@ -43,6 +43,8 @@ export function applianceRequest(
     body?: unknown
     caPem?: string
     insecure?: boolean
+    /** Extra request headers (e.g. a bearer token). */
+    headers?: Record<string, string>
     signal?: AbortSignal
     maxBytes?: number
   } = {},
@@ -63,7 +65,10 @@ export function applianceRequest(
       url,
       {
         method: options.method ?? 'GET',
-        headers: body ? { 'content-type': 'application/json', 'content-length': body.length } : {},
+        headers: {
+          ...options.headers,
+          ...(body ? { 'content-type': 'application/json', 'content-length': body.length } : {}),
+        },
         ...tls,
         ...(options.signal ? { signal: options.signal } : {}),
       },

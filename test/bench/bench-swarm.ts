@@ -16,12 +16,14 @@
  *   from their start to the moment the last agent has the whole bundle; agents run with
  *   --download-only, so installing is not part of it — bench:transfer measures that).
  */
+
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { initApplianceDataDir, openApplianceCore } from '../../appliance/core.ts'
 import { applianceLayout, readAdminToken } from '../../appliance/data-dir.ts'
 import { systemClock } from '../../shared/clock.ts'
+import { applianceRequest } from '../../shared/http/appliance-http.ts'
 import { silentLogger } from '../../shared/log.ts'
 import { CliProcess, runCli, tempDir, writeRandomFile } from '../e2e/harness.ts'
 import { setupNetns } from './netns.ts'
@@ -94,7 +96,9 @@ try {
 
   // In netns mode the appliance is shaped by tc on its own link, not in the application.
   const applianceListen = net ? `/ip4/${net.applianceIp}/tcp/0` : '/ip4/127.0.0.1/tcp/0'
-  const httpHost = net ? net.applianceIp : '127.0.0.1'
+  // Plain HTTP stays on the appliance's loopback; agents (in their own namespaces under
+  // --netns) enroll over HTTPS, trusting the appliance's web CA by its fingerprint.
+  const httpsHost = net ? net.applianceIp : '127.0.0.1'
   const app = new CliProcess(
     [
       'appliance',
@@ -102,12 +106,11 @@ try {
       '--data',
       dataDir,
       '--http-host',
-      httpHost,
+      '127.0.0.1',
       '--http-port',
       '0',
-      // TODO(netns): plain HTTP is loopback-only now; LAN agents need the HTTPS URL and the web CA.
       '--https-host',
-      httpHost,
+      httpsHost,
       '--https-port',
       '0',
       '--p2p-listen',
@@ -124,7 +127,11 @@ try {
   )
   procs.push(app)
   await app.waitForLine((l) => l.startsWith('patchswarm appliance running'), 'appliance start')
-  const info = JSON.parse(await readFile(join(dataDir, 'run.json'), 'utf8')) as { httpUrl: string }
+  const info = JSON.parse(await readFile(join(dataDir, 'run.json'), 'utf8')) as {
+    httpsUrl: string
+    webCaFingerprint256: string
+  }
+  const webCaPem = await readFile(join(dataDir, 'web', 'ca.pem'), 'utf8')
 
   say(`enrolling ${agents} agents`)
   const agentDirs: string[] = []
@@ -136,7 +143,9 @@ try {
         'agent',
         'enroll',
         '--appliance',
-        info.httpUrl,
+        info.httpsUrl,
+        '--web-ca-fingerprint',
+        info.webCaFingerprint256,
         '--token',
         tokens[i]!,
         '--data',
@@ -178,7 +187,10 @@ try {
 
   say('assigning the bundle to every agent')
   const t0 = Date.now()
-  const assigned = await runCli(['appliance', 'assign', 'bench@1', '--all', '--data', dataDir])
+  // The CLI talks to the running appliance over its loopback HTTP: in its namespace under --netns.
+  const assigned = await runCli(['appliance', 'assign', 'bench@1', '--all', '--data', dataDir], {
+    wrap: net?.applianceWrap,
+  })
   if (assigned.code !== 0) throw new Error(`assign failed: ${assigned.stderr}`)
   let finished = 0
   const done = await Promise.all(
@@ -198,11 +210,13 @@ try {
   // Off loopback (--netns: the request comes from the bridge address) the status API needs
   // the admin token; without it the answer is a 401 and the counters would read as 0.
   const adminToken = await readAdminToken(applianceLayout(dataDir))
-  const statusRes = await fetch(new URL('/api/v1/status', info.httpUrl), {
+  const statusRes = await applianceRequest(new URL('/api/v1/status', info.httpsUrl), {
+    caPem: webCaPem,
     headers: { authorization: `Bearer ${adminToken}` },
+    maxBytes: 16 << 20,
   })
-  if (!statusRes.ok) throw new Error(`GET /api/v1/status: HTTP ${statusRes.status}: ${await statusRes.text()}`)
-  const status = (await statusRes.json()) as {
+  if (statusRes.status !== 200) throw new Error(`GET /api/v1/status: HTTP ${statusRes.status}: ${statusRes.text}`)
+  const status = JSON.parse(statusRes.text) as {
     swarm?: Array<{ bundleId: string; applianceBytesServed: number }>
   }
   const applianceBytes = status.swarm?.find((s) => s.bundleId === record.bundleId)?.applianceBytesServed ?? 0
