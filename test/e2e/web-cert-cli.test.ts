@@ -147,8 +147,9 @@ describe('appliance cert (running appliance)', () => {
     const app = await startAppliance(data)
     try {
       expect(app.info.httpsUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
-      expect(app.proc.stdout).toContain(`  web UI        ${app.info.httpsUrl}/`)
-      expect(app.proc.stdout).toContain(`  web CA SHA256 ${app.info.webCaFingerprint256}`)
+      // The banner's lines follow the "running" line the harness waited for: wait for them too.
+      await app.proc.waitForLine((l) => l === `  web UI        ${app.info.httpsUrl}/`, 'the web UI line')
+      await app.proc.waitForLine((l) => l === `  web CA SHA256 ${app.info.webCaFingerprint256}`, 'the web CA line')
       const before = await presented(app.info.httpsUrl)
 
       const renewed = await runCli(['appliance', 'cert', 'renew', '--data', data, '--json'])
