@@ -170,29 +170,58 @@ export function ActionButton({
   disabled?: boolean
   kind?: 'primary' | 'danger'
 }) {
-  const [busy, setBusy] = useState(false)
-  const [error, setError] = useState<unknown>(undefined)
+  const { busy, error, run } = useAction()
   return (
     <span class="action">
-      <button
-        type="button"
-        class={kind ?? ''}
-        disabled={disabled || busy}
-        onClick={async () => {
-          setBusy(true)
-          setError(undefined)
-          try {
-            await onClick()
-          } catch (err) {
-            setError(err)
-          } finally {
-            setBusy(false)
-          }
-        }}
-      >
+      <button type="button" class={kind ?? ''} disabled={disabled || busy} onClick={() => run(onClick)}>
         {label}
       </button>
       <ErrorBox error={error} title={`${label} failed`} />
     </span>
   )
+}
+
+/**
+ * An in-page link's handler: moves to (and focuses) the element with this id without touching
+ * the hash, which is the route.
+ */
+export const jumpTo = (id: string) => () => {
+  const el = document.getElementById(id)
+  el?.scrollIntoView()
+  el?.focus({ preventScroll: true })
+}
+
+/** A message under a field, tied to it with aria-describedby (see invalidAttrs). */
+export function FieldError({ id, message }: { id: string; message: string | undefined }) {
+  if (!message) return null
+  return (
+    <span class="error-inline" id={id} role="alert">
+      {message}
+    </span>
+  )
+}
+
+/** The attributes that mark a field invalid and point it at its FieldError `id`, when there is a message. */
+export const invalidAttrs = (msg: string | undefined, id: string) =>
+  msg ? { 'aria-invalid': true as const, 'aria-describedby': id } : {}
+
+/**
+ * The state of an async action (a form's submit, a button's request): `run` clears the error and
+ * marks it busy while the action runs, then keeps the error it threw for an ErrorBox.
+ */
+export function useAction() {
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<unknown>(undefined)
+  const run = async (action: () => Promise<unknown>) => {
+    setBusy(true)
+    setError(undefined)
+    try {
+      await action()
+    } catch (err) {
+      setError(err)
+    } finally {
+      setBusy(false)
+    }
+  }
+  return { busy, error, setError, run }
 }

@@ -1,7 +1,6 @@
-import { useState } from 'preact/hooks'
 import { ApiError, AUTH, post } from '../api.ts'
 import { signedIn } from '../auth-flow.ts'
-import { ErrorBox, PageTitle } from '../components.tsx'
+import { ErrorBox, PageTitle, useAction } from '../components.tsx'
 import { route } from '../router.ts'
 
 const MIN_PASSWORD = 12
@@ -9,8 +8,7 @@ const MIN_PASSWORD = 12
 /** The first start: the setup link's token creates the first admin. */
 export function SetupPage() {
   const token = route.value.params.get('token') ?? ''
-  const [error, setError] = useState<unknown>(undefined)
-  const [busy, setBusy] = useState(false)
+  const { busy, error, setError, run } = useAction()
   const submit = async (e: Event) => {
     e.preventDefault()
     const form = new FormData(e.currentTarget as HTMLFormElement)
@@ -19,17 +17,11 @@ export function SetupPage() {
       setError(new ApiError(400, 'UI_PASSWORDS_DIFFER', 'the two passwords differ'))
       return
     }
-    setBusy(true)
-    setError(undefined)
-    try {
+    await run(async () => {
       // Setup answers like a login: the session cookie is set.
       await post(AUTH.setup, { token: String(form.get('token')), username: String(form.get('username')), password })
       await signedIn()
-    } catch (err) {
-      setError(err)
-    } finally {
-      setBusy(false)
-    }
+    })
   }
   return (
     <main class="narrow card" id="main">
@@ -87,21 +79,14 @@ export function SetupPage() {
 }
 
 export function LoginPage() {
-  const [error, setError] = useState<unknown>(undefined)
-  const [busy, setBusy] = useState(false)
+  const { busy, error, run } = useAction()
   const submit = async (e: Event) => {
     e.preventDefault()
     const form = new FormData(e.currentTarget as HTMLFormElement)
-    setBusy(true)
-    setError(undefined)
-    try {
+    await run(async () => {
       await post(AUTH.login, { username: String(form.get('username')), password: String(form.get('password')) })
       await signedIn(route.value.params.get('next') ?? undefined)
-    } catch (err) {
-      setError(err)
-    } finally {
-      setBusy(false)
-    }
+    })
   }
   return (
     <main class="narrow card" id="main">

@@ -9,9 +9,10 @@ import {
   type Rollout,
   type RolloutDevice,
 } from '../api.ts'
-import { ActionButton, ConfirmButton, ErrorBox, Loading, PageTitle, Progress } from '../components.tsx'
+import { ActionButton, ConfirmButton, ErrorBox, Loading, PageTitle, Progress, useAction } from '../components.tsx'
 import { is, isObject, useApi } from '../data.ts'
 import { ago, dateTime, percent, shortId } from '../format.ts'
+import { DEFAULT_RINGS, type RingDraft, RingsEditor, ringSpec } from '../rings-editor.tsx'
 import { href, navigate, route } from '../router.ts'
 
 function selectorText(s: RingView['selector']): string {
@@ -116,54 +117,11 @@ export function RolloutsPage() {
   )
 }
 
-export interface RingDraft {
-  name: string
-  kind: 'percent' | 'count' | 'groups' | 'rest'
-  value: string
-  success: string
-  error: string
-  soak: string
-  gate: boolean
-}
-
-export const DEFAULT_RINGS: RingDraft[] = [
-  { name: 'canary', kind: 'count', value: '1', success: '100', error: '1', soak: '30', gate: true },
-  { name: 'pilot', kind: 'percent', value: '20', success: '90', error: '10', soak: '60', gate: false },
-  { name: 'broad', kind: 'rest', value: '', success: '95', error: '5', soak: '0', gate: false },
-]
-
-export function ringSpec(r: RingDraft) {
-  const selector =
-    r.kind === 'rest'
-      ? { rest: true as const }
-      : r.kind === 'groups'
-        ? {
-            groups: r.value
-              .split(',')
-              .map((g) => g.trim())
-              .filter(Boolean),
-          }
-        : r.kind === 'percent'
-          ? { percent: Number(r.value) }
-          : { count: Number(r.value) }
-  return {
-    name: r.name.trim(),
-    selector,
-    successThreshold: Number(r.success) / 100,
-    errorThreshold: Number(r.error) / 100,
-    ...(r.soak.trim() === '' ? {} : { soakMinutes: Number(r.soak) }),
-    ...(r.gate ? { approvalGate: true } : {}),
-  }
-}
-
 function CreateRollout({ patches }: { patches: Patch[] }) {
   const groups = useApi<{ groups: Group[] }>('/api/v1/groups', is('group'))
   const preset = route.value.params.get('bundle') ?? ''
   const [rings, setRings] = useState<RingDraft[]>(DEFAULT_RINGS)
-  const [error, setError] = useState<unknown>(undefined)
-  const [busy, setBusy] = useState(false)
-  const update = (i: number, patch: Partial<RingDraft>) =>
-    setRings(rings.map((r, j) => (j === i ? { ...r, ...patch } : r)))
+  const { busy, error, run } = useAction()
   const submit = async (e: Event) => {
     e.preventDefault()
     const f = new FormData(e.currentTarget as HTMLFormElement)
@@ -182,16 +140,10 @@ function CreateRollout({ patches }: { patches: Patch[] }) {
       retries: Number(f.get('retries')),
       rings: rings.map(ringSpec),
     }
-    setBusy(true)
-    setError(undefined)
-    try {
+    await run(async () => {
       const created = await post<Rollout>('/api/v1/rollouts', spec)
       navigate(href('rollouts', created.id))
-    } catch (err) {
-      setError(err)
-    } finally {
-      setBusy(false)
-    }
+    })
   }
   const groupIds = (groups.data?.groups ?? []).map((g) => g.id)
   return (
@@ -227,95 +179,7 @@ function CreateRollout({ patches }: { patches: Patch[] }) {
           <input name="retries" type="number" min={0} max={10} defaultValue="2" required />
         </label>
       </div>
-      <fieldset>
-        <legend>Rings, in order</legend>
-        {rings.map((r, i) => (
-          <fieldset key={i} class="ring-draft">
-            <legend>Ring {i + 1}</legend>
-            <label>
-              Ring name
-              <input value={r.name} required onInput={(e) => update(i, { name: e.currentTarget.value })} />
-            </label>
-            <label>
-              Devices
-              <select value={r.kind} onChange={(e) => update(i, { kind: e.currentTarget.value as RingDraft['kind'] })}>
-                <option value="count">a number of devices</option>
-                <option value="percent">a percentage</option>
-                <option value="groups">groups</option>
-                <option value="rest">every remaining device</option>
-              </select>
-            </label>
-            {r.kind === 'rest' ? null : (
-              <label>
-                {r.kind === 'groups' ? 'Groups (comma-separated)' : r.kind === 'percent' ? 'Percent' : 'Count'}
-                <input
-                  value={r.value}
-                  required
-                  inputMode={r.kind === 'groups' ? 'text' : 'decimal'}
-                  onInput={(e) => update(i, { value: e.currentTarget.value })}
-                />
-              </label>
-            )}
-            <label>
-              Success threshold (%)
-              <input
-                type="number"
-                min={0}
-                max={100}
-                value={r.success}
-                required
-                onInput={(e) => update(i, { success: e.currentTarget.value })}
-              />
-            </label>
-            <label>
-              Error threshold (%)
-              <input
-                type="number"
-                min={0}
-                max={100}
-                value={r.error}
-                required
-                onInput={(e) => update(i, { error: e.currentTarget.value })}
-              />
-            </label>
-            <label>
-              Soak (minutes)
-              <input type="number" min={0} value={r.soak} onInput={(e) => update(i, { soak: e.currentTarget.value })} />
-            </label>
-            <label class="check">
-              <input type="checkbox" checked={r.gate} onChange={(e) => update(i, { gate: e.currentTarget.checked })} />
-              Wait for approval before the next ring
-            </label>
-            <button
-              type="button"
-              disabled={rings.length === 1}
-              onClick={() => setRings(rings.filter((_, j) => j !== i))}
-            >
-              Remove ring {i + 1}
-            </button>
-          </fieldset>
-        ))}
-        <button
-          type="button"
-          disabled={rings.length >= 16}
-          onClick={() =>
-            setRings([
-              ...rings,
-              {
-                name: `ring-${rings.length + 1}`,
-                kind: 'percent',
-                value: '50',
-                success: '95',
-                error: '5',
-                soak: '0',
-                gate: false,
-              },
-            ])
-          }
-        >
-          Add a ring
-        </button>
-      </fieldset>
+      <RingsEditor rings={rings} onChange={setRings} layout="fieldsets" />
       <ErrorBox error={error} title="The rollout was not created" />
       <div class="actions">
         <a class="button" href="#/rollouts">

@@ -1,10 +1,9 @@
 import { useEffect, useState } from 'preact/hooks'
 import { type ApiError, api, can, post } from '../api.ts'
-import { ConfirmButton, ErrorBox, Loading, PageTitle } from '../components.tsx'
+import { ConfirmButton, ErrorBox, FieldError, Loading, PageTitle, useAction } from '../components.tsx'
 import { is, useApi } from '../data.ts'
 import { errorFor, listOf } from '../field-errors.ts'
 import { type GroupDef, groupUpdate, type MaintenanceWindow } from '../policy-types.ts'
-import { FieldError } from './policies.tsx'
 
 /**
  * Maintenance windows live on groups (`windows`, `spreadSeconds` of PUT /api/v1/groups/:id).
@@ -174,8 +173,7 @@ export function WindowsPage() {
 
 function Spread({ group, operate, save }: { group: GroupDef; operate: boolean; save: (s: number) => Promise<void> }) {
   const [value, setValue] = useState(String(group.spreadSeconds ?? 0))
-  const [error, setError] = useState<unknown>(undefined)
-  const [busy, setBusy] = useState(false)
+  const { busy, error, run } = useAction()
   if (!operate)
     return <p class="muted">Install starts spread over {group.spreadSeconds ?? 0} s after a window opens.</p>
   return (
@@ -183,15 +181,9 @@ function Spread({ group, operate, save }: { group: GroupDef; operate: boolean; s
       class="toolbar"
       onSubmit={async (e) => {
         e.preventDefault()
-        setBusy(true)
-        setError(undefined)
-        try {
+        await run(async () => {
           await save(Number(value))
-        } catch (err) {
-          setError(err)
-        } finally {
-          setBusy(false)
-        }
+        })
       }}
     >
       <label>
