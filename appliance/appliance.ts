@@ -200,11 +200,14 @@ export async function createAppliance(options: ApplianceOptions): Promise<Applia
         windowTimer.unref()
         // A group, tag or tier change re-signs the affected devices' windows at once (one pass
         // for a burst of changes), rather than at the next 30 s pass.
-        let windowSoon: Promise<unknown> | undefined
+        let windowSyncQueued = false
         policyChanged = () => {
-          windowSoon ??= new Promise((resolve) => setTimeout(resolve, 200).unref()).then(windowSync).finally(() => {
-            windowSoon = undefined
-          })
+          if (windowSyncQueued) return
+          windowSyncQueued = true
+          setTimeout(() => {
+            windowSyncQueued = false
+            void windowSync()
+          }, 200).unref()
         }
         network = await startApplianceNetwork({
           privateKey: core.identity.libp2pKey,
