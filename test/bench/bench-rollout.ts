@@ -66,9 +66,9 @@ import { ApplianceSwarm } from '../../appliance/swarm.ts'
 import { ManualClock } from '../../shared/clock.ts'
 import { silentLogger } from '../../shared/log.ts'
 import { createCsr, libp2pPrivateKeyToKeyObject } from '../../shared/pki/index.ts'
-import type { ByteStream } from '../../shared/protocol/byte-stream.ts'
 import { type AgentReportT, type BundleReportT, serveControl } from '../../shared/protocol/control-protocol.ts'
 import type { StateBatchOp } from '../../shared/store/state-db.ts'
+import { frame, oneShotStream } from './control-stream.ts'
 
 const { values } = parseArgs({
   options: {
@@ -113,37 +113,6 @@ function shuffled<T>(xs: readonly T[], seed: number): T[] {
     const j = Math.floor(rnd() * (i + 1))
     ;[out[i], out[j]] = [out[j]!, out[i]!]
   }
-  return out
-}
-
-/** The server side of one control stream: the request arrives in one piece, the answer is kept. */
-function oneShotStream(request: Uint8Array): { stream: ByteStream; answer: () => unknown } {
-  const sent: Uint8Array[] = []
-  const stream: ByteStream = {
-    async *[Symbol.asyncIterator]() {
-      yield request
-    },
-    send(data) {
-      sent.push(data instanceof Uint8Array ? data : data.subarray())
-      return true
-    },
-    async close() {},
-    abort(err) {
-      throw err
-    },
-    addEventListener() {},
-    removeEventListener() {},
-    status: 'open',
-    writeBufferLength: 0,
-  }
-  return { stream, answer: () => JSON.parse(Buffer.concat(sent).subarray(4).toString('utf8')) }
-}
-
-function frame(value: unknown): Uint8Array {
-  const body = Buffer.from(JSON.stringify(value), 'utf8')
-  const out = Buffer.alloc(4 + body.byteLength)
-  out.writeUInt32BE(body.byteLength, 0)
-  body.copy(out, 4)
   return out
 }
 
