@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../shared/log.ts'
-import { readAdminToken } from '../data-dir.ts'
 import { checkRolloutAdmission } from '../policy/rollout-admission.ts'
 import { RolloutService } from '../rollout/rollout-service.ts'
 import { ingestSmallBundle, openTestAppliance, type TestAppliance } from '../test-fixtures.ts'
-import { createHttpServer } from './server.ts'
+import { openTestHttp } from './test-http.ts'
 
 describe('policy routes: patches, approvals, auto-approval rules, plan (real core)', () => {
   let t: TestAppliance
@@ -25,22 +24,7 @@ describe('policy routes: patches, approvals, auto-approval rules, plan (real cor
       log: silentLogger(),
       admit: async (spec) => checkRolloutAdmission(spec, await t.core.approvals.list(spec.bundleId)),
     })
-    auth = { authorization: `Bearer ${await readAdminToken(t.core.layout)}` }
-    app = await createHttpServer({
-      core: t.core,
-      adminToken: auth.authorization.slice(7),
-      status: async () => ({
-        siteName: 's',
-        peerId: '',
-        multiaddrs: [],
-        rootFingerprint: '',
-        bundles: [],
-        devices: [],
-      }),
-      startedAt: Date.now(),
-      log: silentLogger(),
-      rollouts,
-    })
+    ;({ app, auth } = await openTestHttp(t, { startedAt: Date.now(), rollouts }))
   })
   afterEach(async () => {
     await app.close()

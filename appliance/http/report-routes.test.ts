@@ -1,11 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { silentLogger } from '../../shared/log.ts'
-import { readAdminToken } from '../data-dir.ts'
 import { createDashboard } from '../reports/dashboard.ts'
 import { dashboardSources } from '../reports/dashboard-sources.ts'
 import { enrollNewAgent, ingestSmallBundle, openTestAppliance, type TestAppliance } from '../test-fixtures.ts'
-import { createHttpServer } from './server.ts'
+import { openTestHttp } from './test-http.ts'
 
 describe('report routes: dashboard and compliance (real core)', () => {
   let t: TestAppliance
@@ -16,23 +14,10 @@ describe('report routes: dashboard and compliance (real core)', () => {
   beforeEach(async () => {
     t = await openTestAppliance()
     sources = dashboardSources(t.core, { clock: t.clock })
-    auth = { authorization: `Bearer ${await readAdminToken(t.core.layout)}` }
-    app = await createHttpServer({
-      core: t.core,
-      adminToken: auth.authorization.slice(7),
-      status: async () => ({
-        siteName: 's',
-        peerId: '',
-        multiaddrs: [],
-        rootFingerprint: '',
-        bundles: [],
-        devices: [],
-      }),
-      startedAt: Date.now(),
+    ;({ app, auth } = await openTestHttp(t, {
       now: () => t.clock.now(),
       reports: { dashboard: createDashboard(sources), sources },
-      log: silentLogger(),
-    })
+    }))
   })
   afterEach(async () => {
     await app.close()

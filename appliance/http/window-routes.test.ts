@@ -1,9 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { silentLogger } from '../../shared/log.ts'
-import { readAdminToken } from '../data-dir.ts'
 import { openTestAppliance, type TestAppliance } from '../test-fixtures.ts'
-import { createHttpServer } from './server.ts'
+import { openTestHttp } from './test-http.ts'
 import { localWithOffset } from './window-routes.ts'
 
 const sunNight = {
@@ -22,22 +20,7 @@ describe('maintenance window preview (POST /api/v1/windows/preview)', () => {
 
   beforeEach(async () => {
     t = await openTestAppliance()
-    auth = { authorization: `Bearer ${await readAdminToken(t.core.layout)}` }
-    app = await createHttpServer({
-      core: t.core,
-      adminToken: auth.authorization.slice(7),
-      status: async () => ({
-        siteName: 's',
-        peerId: '',
-        multiaddrs: [],
-        rootFingerprint: '',
-        bundles: [],
-        devices: [],
-      }),
-      startedAt: 0,
-      now: () => Date.parse('2026-03-20T00:00:00.000Z'),
-      log: silentLogger(),
-    })
+    ;({ app, auth } = await openTestHttp(t, { now: () => Date.parse('2026-03-20T00:00:00.000Z') }))
   })
   afterEach(async () => {
     await app.close()
