@@ -17,8 +17,8 @@ const ComplianceQuery = Type.Object(
 )
 
 /**
- * The dashboard summary (one request for the whole dashboard page, cached for a second or
- * while nothing changed) and the compliance report per device, as JSON or CSV for auditors.
+ * The dashboard summary (one request for the whole dashboard page, cached until the next
+ * durable write) and the compliance report per device, as JSON or CSV for auditors.
  * Both for any signed-in role.
  */
 export function registerReportRoutes(

@@ -216,12 +216,19 @@ export function createDashboard(sources: DashboardSources, options: { maxAgeMs?:
   }
 
   return {
-    /** The dashboard; answers from a cache at most `maxAgeMs` old, or while nothing was written. */
+    /**
+     * The dashboard, from the cache while nothing was written since it was built (requests
+     * meanwhile share one build). Never an answer older than the last durable write: the UI
+     * refetches once per change event, so a stale answer would stay on screen. Sources without
+     * a write counter (tests) get a cache of at most `maxAgeMs`.
+     */
     get(): Promise<Dashboard> {
       const now = sources.clock.now()
       const generation = sources.generation?.()
-      if (cached && (now - cached.at < maxAgeMs || (generation !== undefined && generation === cached.generation)))
-        return cached.value
+      const fresh =
+        cached !== undefined &&
+        (generation === undefined ? now - cached.at < maxAgeMs : generation === cached.generation)
+      if (fresh) return cached!.value
       const value = build()
       cached = { at: now, generation, value }
       value.catch(() => {

@@ -3,7 +3,15 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CliProcess, enroll, ingest, type RunningAppliance, startAppliance, tempDir } from '../e2e/harness.ts'
+import {
+  CliProcess,
+  enroll,
+  adminApi as harnessAdminApi,
+  ingest,
+  type RunningAppliance,
+  startAppliance,
+  tempDir,
+} from '../e2e/harness.ts'
 import { buildUi, launchBrowser, openPage, screenshot, type UiPage } from './harness.ts'
 
 /**
@@ -37,23 +45,11 @@ describe('full operator flow in the browser: setup → approve → window → tw
   let browser: Browser
   let ui: UiPage
   let setupLink: string
-  let adminToken: string
   let bundleId: string
   const agents: Agent[] = []
   const password = 'correct horse battery staple'
 
-  const adminApi = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(new URL(path, app.info.httpUrl), {
-      method,
-      headers: {
-        authorization: `Bearer ${adminToken}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`)
-    return res
-  }
+  const adminApi = (method: string, path: string, body?: unknown) => harnessAdminApi(app, method, path, body)
   const installed = (a: Agent) => join(a.root, 'opt/flow-app')
   const fileOf = (a: Agent, name: string) => readFile(join(installed(a), name), 'utf8')
   const nav = (page: Page, name: string) =>
@@ -66,7 +62,6 @@ describe('full operator flow in the browser: setup → approve → window → tw
     app = await startAppliance(join(dir.path, 'appliance'))
     const line = await app.proc.waitForLine((l) => l.startsWith('setup: '), 'the setup link on stdout')
     setupLink = line.slice('setup: '.length).trim()
-    adminToken = (await readFile(join(app.dataDir, 'admin.token'), 'utf8')).trim()
     // Three devices, each with the version before the patch, which the rollback must bring back.
     const enrolled = Promise.all(
       [1, 2, 3].map(async (i) => {

@@ -5,6 +5,7 @@ import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   enroll,
+  adminApi as harnessAdminApi,
   ingest,
   REPO,
   type RunningAppliance,
@@ -26,21 +27,9 @@ describe('web UI: Audit, Reports, Settings (Chromium, real appliance)', () => {
   let app: RunningAppliance
   let browser: Browser
   let ui: UiPage
-  let adminToken: string
   const password = 'correct horse battery staple'
 
-  const adminApi = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(new URL(path, app.info.httpUrl), {
-      method,
-      headers: {
-        authorization: `Bearer ${adminToken}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`)
-    return res
-  }
+  const adminApi = (method: string, path: string, body?: unknown) => harnessAdminApi(app, method, path, body)
 
   /** Form controls without a label (every one must have one). */
   const unlabelled = () =>
@@ -56,7 +45,6 @@ describe('web UI: Audit, Reports, Settings (Chromium, real appliance)', () => {
     app = await startAppliance(join(dir.path, 'appliance'))
     const line = await app.proc.waitForLine((l) => l.startsWith('setup: '), 'the setup link on stdout')
     const setupLink = line.slice('setup: '.length).trim()
-    adminToken = (await readFile(join(app.dataDir, 'admin.token'), 'utf8')).trim()
     // Something to report on: a patch approved for every group and a device that lacks it.
     const artifact = join(dir.path, 'vendor-patch.bin')
     await writeRandomFile(artifact, 64 << 10)

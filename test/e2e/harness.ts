@@ -270,6 +270,26 @@ export async function adminGet(app: { dataDir: string; info: { httpUrl: string }
   return fetch(new URL(path, app.info.httpUrl), { headers: { authorization: `Bearer ${token}` } })
 }
 
+/** A request to the running appliance with its admin token (loopback HTTP); throws unless 2xx. */
+export async function adminApi(
+  app: { dataDir: string; info: { httpUrl: string } },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<Response> {
+  const token = (await readFile(join(app.dataDir, 'admin.token'), 'utf8')).trim()
+  const res = await fetch(new URL(path, app.info.httpUrl), {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`)
+  return res
+}
+
 export async function applianceStatus(app: RunningAppliance) {
   const res = await adminGet(app, '/api/v1/status')
   return (await res.json()) as {

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { enroll, type RunningAppliance, runCli, startAppliance, tempDir } from './harness.ts'
+import { adminApi, enroll, type RunningAppliance, runCli, startAppliance, tempDir } from './harness.ts'
 
 interface RingView {
   name: string
@@ -39,24 +39,12 @@ const NEW = 'listen=8080\n'
 describe('a three-ring rollout with a failing health check, a kill -9 and a site-wide rollback', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>
   let app: RunningAppliance
-  let token: string
   const agents: Array<{ name: string; dir: string; root: string; peerId: string }> = []
   let bundleId: string
   const broken = () => join(dir.path, 'service-broken')
 
-  const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const res = await fetch(new URL(path, app.info.httpUrl), {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-    const text = await res.text()
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
-    return JSON.parse(text) as T
-  }
+  const api = async <T>(method: string, path: string, body?: unknown): Promise<T> =>
+    (await (await adminApi(app, method, path, body)).json()) as T
   const rollout = () => api<RolloutView>('GET', '/api/v1/rollouts/app-2')
   /** Polls the API (no fixed sleeps) until `test` holds for the rollout; 30 s at most. */
   const until = async (test: (r: RolloutView) => boolean, what: string): Promise<RolloutView> => {
@@ -81,7 +69,6 @@ describe('a three-ring rollout with a failing health check, a kill -9 and a site
   beforeAll(async () => {
     dir = await tempDir('e2e-rollout')
     app = await startAppliance(join(dir.path, 'appliance'))
-    token = (await readFile(join(app.dataDir, 'admin.token'), 'utf8')).trim()
     for (let i = 1; i <= 5; i++) {
       const name = `pc-${i}`
       const root = join(dir.path, `root-${i}`)
