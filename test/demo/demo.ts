@@ -297,8 +297,9 @@ async function main(): Promise<void> {
       ...(fp ? [`  (SHA-256 ${fp}); accept it for the demo, or import ${url.replace(/\/$/, '')}/ca.crt.`] : []),
       '',
       `  Then watch ${agents.length} agents: the emergency OpenSSL rollout goes pilot ring first, the`,
-      '  agents fetch it from each other (Swarm page); approve another patch and roll it out, roll',
-      '  one back, read the Audit page. Ctrl-C stops everything.',
+      '  agents fetch it from each other (Swarm page), and the servers download it but wait for their',
+      '  nightly maintenance window to install (Windows page). Approve another patch and roll it out,',
+      '  roll one back, read the Audit page. Ctrl-C stops everything.',
       '',
     ].join('\n'),
   )
