@@ -36,13 +36,6 @@ import { registerWindowRoutes } from './window-routes.ts'
 
 export const APP_VERSION = '0.1.0'
 
-/** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6 (how Node reports them on a dual stack). */
-export function isLoopback(address: string | undefined): boolean {
-  if (!address) return false
-  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address
-  return v4.startsWith('127.') || address === '::1'
-}
-
 export interface HttpDeps {
   core: ApplianceCore
   /** Both listeners (see listeners.ts); absent → a plain fastify server (tests use inject). */
